@@ -1,0 +1,52 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Everything they need is
+# installed here (virtualenv, Python packages, Debian packages for the browser/db tests).
+
+PYTHON      ?= python3
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+TOOLS_VENV  ?= .venv-tools
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export KTX_DATA_DIR ?= $(CURDIR)/data
+export KTX_MAX_CONCURRENT_RUNS ?= 2
+PYTEST_ARGS ?=
+
+.PHONY: help venv demo test test-heavy dev bench system-deps tools clean
+
+help:
+	@echo "make demo   - install, prepare sample data, materialize everything locally, print results"
+	@echo "make test   - install test dependencies and run the whole suite (heavy cases excluded)"
+	@echo "make dev    - dagster dev -w workspace.yaml on the local instance ($(DAGSTER_HOME))"
+	@echo "make bench  - benchmarks under bench/ (numbers and ratios, last line JSON)"
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# The local instance: SQLite storage, a run queue with a laptop-sized concurrency limit.
+$(DAGSTER_HOME)/dagster.yaml: deploy/local/dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp deploy/local/dagster.yaml $@
+
+demo: venv $(DAGSTER_HOME)/dagster.yaml
+	$(PY) -m ktx_dagster demo
+
+dev: venv $(DAGSTER_HOME)/dagster.yaml
+	$(PY) -m ktx_dagster sample
+	$(PY) -m ktx_dagster sync
+	$(VENV)/bin/dagster dev -w workspace.yaml
+
+test: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-heavy: venv
+	$(PY) -m pytest -m heavy $(PYTEST_ARGS)
+
+bench: venv
+	$(PY) bench/io_manager.py
+
+clean:
+	rm -rf $(VENV) $(TOOLS_VENV) .dagster_home data build *.egg-info

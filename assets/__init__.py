@@ -1,0 +1,1 @@
+"""General transformations (Hello World and friends); the Spotify chain lives in spotify_mpc/."""

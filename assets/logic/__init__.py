@@ -1,0 +1,1 @@
+"""Plain, unit-tested logic that asset bodies call; no Dagster here."""

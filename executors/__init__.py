@@ -1,0 +1,43 @@
+"""The one place that decides how and where steps run, from `KTX_DEPLOYMENT`.
+
+local (default): Dagster's multiprocess executor, each step in its own process, at most
+`KTX_MAX_CONCURRENT` at once (default: the number of CPUs). Data under `KTX_DATA_DIR`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from resources.data_dir import DataDir
+from resources.io_manager import DataDirIOManager
+
+DEPLOYMENTS = ("local",)
+
+
+def deployment() -> str:
+    name = os.environ.get("KTX_DEPLOYMENT", "local").strip().lower()
+    if name not in DEPLOYMENTS:
+        raise ValueError(f"KTX_DEPLOYMENT={name!r} is not one of {', '.join(DEPLOYMENTS)}")
+    return name
+
+
+def max_concurrent() -> int:
+    raw = os.environ.get("KTX_MAX_CONCURRENT", "")
+    if not raw:
+        return os.cpu_count() or 1
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"KTX_MAX_CONCURRENT={raw!r} must be a whole number >= 1")
+    return int(raw)
+
+
+def executor_for(name: str) -> dg.ExecutorDefinition:
+    if name == "local":
+        return dg.multiprocess_executor.configured({"max_concurrent": max_concurrent()})
+    raise ValueError(f"no executor for deployment {name!r}")
+
+
+def resources_for(name: str) -> dict[str, object]:
+    # Same resources everywhere: only KTX_DATA_DIR differs (./data, /mnt/data, s3://...).
+    return {"io_manager": DataDirIOManager(), "data_dir": DataDir()}

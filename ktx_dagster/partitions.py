@@ -1,0 +1,206 @@
+"""How a transformation is split into tasks: kube-transform's orchestration function, as
+Dagster partitions.
+
+- `FilePartitions`: one task per input file under the data dir ("one task per file"). Keys are
+  discovered from the files and registered as dynamic partitions, by `sync` (CLI, demo) or by
+  a sensor when new files land; removing a file never deletes history.
+- `ChunkedPartitions`: one task per group of k upstream partitions (10 MPD slices -> one part),
+  with `ChunkedPartitionMapping` telling Dagster which upstream keys each chunk reads.
+- Anything else is a plain Dagster PartitionsDefinition (static keys, multi-dimensional, ...).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal, NamedTuple, Optional
+
+import dagster as dg
+from dagster._core.definitions.partitions.context import partition_loading_context
+from dagster._core.definitions.partitions.mapping.partition_mapping import UpstreamPartitionsResult
+from upath import UPath
+
+if TYPE_CHECKING:
+    from dagster._core.definitions.partitions.subset import PartitionsSubset
+    from dagster._core.instance import DynamicPartitionsStore
+
+_INVALID_KEY_CHARS = re.compile(r"[\x00-\x1f,\[\]|]")
+
+
+def natural_key(key: str) -> list:
+    """Sort 'part_2' before 'part_10' and '1000-1999' after '0-999'."""
+    return [int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", key)]
+
+
+def natural_sorted(keys) -> list[str]:
+    return sorted(keys, key=natural_key)
+
+
+@dataclass(frozen=True)
+class FilePartitions:
+    """One partition per file in `<data root>/<directory>` matching `pattern`.
+
+    key="stem" names a partition by the file name without its extension (part_1.txt -> part_1);
+    key="match" by the text the `*` in the pattern matched (mpd.slice.0-999.json -> 0-999).
+    """
+
+    name: str
+    directory: str
+    pattern: str
+    key: Literal["stem", "match"] = "stem"
+
+    def __post_init__(self) -> None:
+        if self.pattern.count("*") != 1 or "/" in self.pattern:
+            raise ValueError(
+                f"FilePartitions {self.name!r}: pattern {self.pattern!r} must be a file name "
+                "with exactly one '*', e.g. 'part_*.txt'"
+            )
+        if self.key == "stem" and "." not in self.pattern.split("*")[-1]:
+            raise ValueError(
+                f"FilePartitions {self.name!r}: key='stem' needs a fixed extension after the "
+                f"'*' in {self.pattern!r}"
+            )
+
+    @property
+    def definition(self) -> dg.DynamicPartitionsDefinition:
+        return dg.DynamicPartitionsDefinition(name=self.name)
+
+    def key_for(self, filename: str) -> str:
+        if self.key == "stem":
+            return filename.rsplit(".", 1)[0]
+        prefix, suffix = self.pattern.split("*")
+        return filename[len(prefix) : len(filename) - len(suffix)]
+
+    def filename_for(self, key: str) -> str:
+        if self.key == "stem":
+            return key + "." + self.pattern.rsplit(".", 1)[1]
+        return self.pattern.replace("*", key)
+
+    def path_for(self, root: UPath, key: str) -> UPath:
+        return root / self.directory / self.filename_for(key)
+
+    def discover(self, root: UPath) -> list[str]:
+        """Keys of the files present now, naturally sorted. Invalid names raise, naming the file."""
+        folder = root / self.directory
+        try:
+            names = [p.name for p in folder.iterdir() if fnmatch.fnmatchcase(p.name, self.pattern)]
+        except FileNotFoundError:
+            return []
+        keys = []
+        for name in names:
+            key = self.key_for(name)
+            if not key or _INVALID_KEY_CHARS.search(key):
+                raise ValueError(
+                    f"{folder / name}: the partition key {key!r} derived from this file name is "
+                    "empty or holds a character Dagster keys cannot (',', '[', ']', '|', control "
+                    "characters); rename the file"
+                )
+            keys.append(key)
+        return natural_sorted(keys)
+
+    def sync(self, instance: dg.DagsterInstance, root: UPath) -> list[str]:
+        """Register keys of new files as partitions; returns the new keys. Never deletes."""
+        existing = set(instance.get_dynamic_partitions(self.name))
+        new = [k for k in self.discover(root) if k not in existing]
+        if new:
+            instance.add_dynamic_partitions(self.name, new)
+        return new
+
+
+class ChunkedPartitionMapping(
+    dg.PartitionMapping, NamedTuple("_ChunkedPartitionMapping", [("chunk_size", int)])
+):
+    """Downstream key "i" reads upstream keys[i*k:(i+1)*k] of the naturally sorted upstream keys.
+
+    The fan-in of kube-transform's "10 slices -> one part". Dagster's built-in mappings cannot
+    express it for dynamic keys; the host process (UI, backfill planner) does not see custom
+    mappings and treats the edge as "all upstream partitions", which only orders backfills more
+    conservatively. Execution uses this mapping.
+    """
+
+    def _upstream_keys(self, upstream_def: dg.PartitionsDefinition) -> list[str]:
+        return natural_sorted(upstream_def.get_partition_keys())
+
+    def validate_partition_mapping(self, upstream_partitions_def, downstream_partitions_def):
+        if self.chunk_size < 1:
+            raise ValueError(f"ChunkedPartitionMapping: chunk_size must be >= 1, got {self.chunk_size}")
+
+    def get_upstream_mapped_partitions_result_for_partitions(
+        self,
+        downstream_partitions_subset: Optional["PartitionsSubset"],
+        downstream_partitions_def: dg.PartitionsDefinition | None,
+        upstream_partitions_def: dg.PartitionsDefinition,
+        current_time: datetime | None = None,
+        dynamic_partitions_store: Optional["DynamicPartitionsStore"] = None,
+    ) -> UpstreamPartitionsResult:
+        with partition_loading_context(current_time, dynamic_partitions_store):
+            upstream = self._upstream_keys(upstream_partitions_def)
+            wanted: list[str] = []
+            missing: list[str] = []
+            for key in downstream_partitions_subset.get_partition_keys() if downstream_partitions_subset else []:
+                if not key.isdigit():
+                    missing.append(key)
+                    continue
+                i = int(key)
+                chunk = upstream[i * self.chunk_size : (i + 1) * self.chunk_size]
+                wanted += chunk
+            return UpstreamPartitionsResult(
+                partitions_subset=upstream_partitions_def.subset_with_partition_keys(wanted),
+                required_but_nonexistent_subset=upstream_partitions_def.empty_subset(),
+            )
+
+    def get_downstream_partitions_for_partitions(
+        self,
+        upstream_partitions_subset: "PartitionsSubset",
+        upstream_partitions_def: dg.PartitionsDefinition,
+        downstream_partitions_def: dg.PartitionsDefinition,
+        current_time: datetime | None = None,
+        dynamic_partitions_store: Optional["DynamicPartitionsStore"] = None,
+    ) -> "PartitionsSubset":
+        with partition_loading_context(current_time, dynamic_partitions_store):
+            index = {k: i for i, k in enumerate(self._upstream_keys(upstream_partitions_def))}
+            downstream = {str(index[k] // self.chunk_size) for k in upstream_partitions_subset.get_partition_keys() if k in index}
+            existing = set(downstream_partitions_def.get_partition_keys())
+            return downstream_partitions_def.subset_with_partition_keys(natural_sorted(downstream & existing))
+
+    @property
+    def description(self) -> str:
+        return f"Downstream partition i reads upstream partitions i*{self.chunk_size} .. (i+1)*{self.chunk_size}-1 in natural key order."
+
+
+@dataclass(frozen=True)
+class ChunkedPartitions:
+    """One partition per `size` consecutive partitions of `upstream` (keys "0", "1", ...)."""
+
+    name: str
+    upstream: FilePartitions
+    size: int
+
+    def __post_init__(self) -> None:
+        if self.size < 1:
+            raise ValueError(f"ChunkedPartitions {self.name!r}: size must be >= 1, got {self.size}")
+
+    @property
+    def definition(self) -> dg.DynamicPartitionsDefinition:
+        return dg.DynamicPartitionsDefinition(name=self.name)
+
+    @property
+    def mapping(self) -> ChunkedPartitionMapping:
+        return ChunkedPartitionMapping(self.size)
+
+    def keys_for(self, upstream_keys: Sequence[str]) -> list[str]:
+        return [str(i) for i in range(math.ceil(len(upstream_keys) / self.size))]
+
+    def sync(self, instance: dg.DagsterInstance, root: UPath) -> list[str]:
+        """Register the upstream's new files, then the chunks they make; returns new chunk keys."""
+        self.upstream.sync(instance, root)
+        upstream_keys = instance.get_dynamic_partitions(self.upstream.name)
+        existing = set(instance.get_dynamic_partitions(self.name))
+        new = [k for k in self.keys_for(upstream_keys) if k not in existing]
+        if new:
+            instance.add_dynamic_partitions(self.name, new)
+        return new

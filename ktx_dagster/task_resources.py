@@ -1,0 +1,152 @@
+"""What one task (one partition's step) needs from the machine that runs it.
+
+kube-transform put `memory` and `cpu` on every job; here they live on the transformation and
+travel with its asset as op tags, in the standard `dagster-k8s/config` shape, so the
+Kubernetes executor turns them into pod requests and limits without any code of ours and the
+local executor simply ignores them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, Mapping, Sequence
+
+# Kubernetes resource.Quantity: a signed decimal number with an optional SI / binary suffix.
+_QUANTITY = re.compile(r"^(?P<num>[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?)(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
+_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+_DECIMAL = {"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "k": Decimal(10**3),
+            "M": Decimal(10**6), "G": Decimal(10**9), "T": Decimal(10**12), "P": Decimal(10**15),
+            "E": Decimal(10**18)}
+
+K8S_CONFIG_TAG = "dagster-k8s/config"
+TRANSFORMATION_TAG = "ktx/transformation"
+
+
+class TaskResourcesError(ValueError):
+    """A transformation declared resources Kubernetes would reject."""
+
+
+def parse_quantity(value: str | int | float, *, field_name: str, owner: str = "") -> Decimal:
+    """Parse a Kubernetes quantity ('250Mi', '200m', '1.5', '2Gi') into base units.
+
+    Raises TaskResourcesError naming the transformation, the field and a valid example.
+    """
+    where = f"transformation {owner!r}: " if owner else ""
+    examples = {"cpu": "'200m', '1', '1.5'", "memory": "'250Mi', '4Gi', '1500M'"}.get(
+        field_name, "'250Mi', '1Gi'"
+    )
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise TaskResourcesError(
+            f"{where}{field_name}={value!r} is not a Kubernetes quantity; use a string like {examples}"
+        )
+    text = str(value).strip()
+    match = _QUANTITY.match(text)
+    if not match:
+        hint = ""
+        if re.match(r"^\d+(\.\d+)?\s*(mb|gb|kb|MB|GB|KB|mi|gi|Mb|Gb)$", text):
+            hint = " (Kubernetes spells binary units 'Mi'/'Gi', decimal ones 'M'/'G')"
+        raise TaskResourcesError(
+            f"{where}{field_name}={value!r} is not a Kubernetes quantity{hint}; use e.g. {examples}"
+        )
+    try:
+        number = Decimal(match.group("num"))
+    except InvalidOperation as exc:  # pragma: no cover - the regex already rules this out
+        raise TaskResourcesError(f"{where}{field_name}={value!r}: {exc}") from exc
+    suffix = match.group("suffix")
+    if suffix in _BINARY:
+        number *= _BINARY[suffix]
+    elif suffix:
+        number *= _DECIMAL[suffix]
+    if number <= 0:
+        raise TaskResourcesError(f"{where}{field_name}={value!r} must be greater than zero")
+    return number
+
+
+@dataclass(frozen=True)
+class TaskResources:
+    """Per-task requests. Limits equal requests (Guaranteed QoS) unless `memory_limit` is set.
+
+    cpu / memory / ephemeral_storage are Kubernetes quantity strings; gpu a whole number of
+    `nvidia.com/gpu`; node_selector and tolerations go to the pod spec unchanged.
+    """
+
+    cpu: str = "500m"
+    memory: str = "1Gi"
+    memory_limit: str | None = None
+    ephemeral_storage: str | None = None
+    gpu: int = 0
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: Sequence[Mapping[str, Any]] = ()
+    owner: str = ""
+
+    def __post_init__(self) -> None:
+        cpu = parse_quantity(self.cpu, field_name="cpu", owner=self.owner)
+        if cpu < Decimal("0.001"):
+            raise TaskResourcesError(
+                f"transformation {self.owner!r}: cpu={self.cpu!r} is below 1m, the smallest "
+                "CPU request Kubernetes accepts; use e.g. '100m'"
+            )
+        memory = parse_quantity(self.memory, field_name="memory", owner=self.owner)
+        if self.memory_limit is not None:
+            limit = parse_quantity(self.memory_limit, field_name="memory_limit", owner=self.owner)
+            if limit < memory:
+                raise TaskResourcesError(
+                    f"transformation {self.owner!r}: memory_limit={self.memory_limit!r} is below "
+                    f"memory={self.memory!r}; a limit must be at least the request"
+                )
+        if self.ephemeral_storage is not None:
+            parse_quantity(self.ephemeral_storage, field_name="ephemeral_storage", owner=self.owner)
+        if isinstance(self.gpu, bool) or not isinstance(self.gpu, int) or self.gpu < 0:
+            raise TaskResourcesError(
+                f"transformation {self.owner!r}: gpu={self.gpu!r} must be a whole number >= 0"
+            )
+        for key, value in dict(self.node_selector).items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise TaskResourcesError(
+                    f"transformation {self.owner!r}: node_selector {key!r}: {value!r} must map "
+                    "label names to label values, both strings"
+                )
+        for toleration in self.tolerations:
+            unknown = set(toleration) - {"key", "operator", "value", "effect", "tolerationSeconds"}
+            if unknown:
+                raise TaskResourcesError(
+                    f"transformation {self.owner!r}: toleration {dict(toleration)!r} has unknown "
+                    f"fields {sorted(unknown)}; allowed: key, operator, value, effect, tolerationSeconds"
+                )
+
+    @property
+    def memory_bytes(self) -> int:
+        return int(parse_quantity(self.memory, field_name="memory"))
+
+    def requests(self) -> dict[str, str]:
+        out = {"cpu": self.cpu, "memory": self.memory}
+        if self.ephemeral_storage:
+            out["ephemeral-storage"] = self.ephemeral_storage
+        if self.gpu:
+            out["nvidia.com/gpu"] = str(self.gpu)
+        return out
+
+    def limits(self) -> dict[str, str]:
+        out = self.requests()
+        if self.memory_limit:
+            out["memory"] = self.memory_limit
+        return out
+
+    def k8s_config(self) -> dict[str, Any]:
+        """The `dagster-k8s/config` op tag value that dagster-k8s merges into the step's pod."""
+        pod_spec: dict[str, Any] = {}
+        if self.node_selector:
+            pod_spec["node_selector"] = dict(self.node_selector)
+        if self.tolerations:
+            pod_spec["tolerations"] = [dict(t) for t in self.tolerations]
+        config: dict[str, Any] = {
+            "container_config": {"resources": {"requests": self.requests(), "limits": self.limits()}}
+        }
+        if pod_spec:
+            config["pod_spec_config"] = pod_spec
+        return config
+
+    def op_tags(self, transformation: str) -> dict[str, Any]:
+        return {K8S_CONFIG_TAG: self.k8s_config(), TRANSFORMATION_TAG: transformation}

@@ -1,0 +1,127 @@
+"""How each kind of Python object is stored: one Format per type, chosen by the object.
+
+pandas DataFrame / pyarrow Table -> Parquet, dict / list -> JSON, str -> UTF-8 text,
+bytes -> raw bytes, numpy arrays -> .npy, scipy.sparse matrices -> .npz (compressed CSR/COO).
+Formats only turn objects into bytes on a binary file object and back; where the bytes go
+(local temp file + rename, or one S3 PUT) is the IO manager's business.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def _is_sparse(obj: Any) -> bool:
+    try:
+        import scipy.sparse as sp
+    except ImportError:  # pragma: no cover - scipy is a dependency
+        return False
+    return sp.issparse(obj)
+
+
+def _json_default(obj: Any) -> Any:
+    # numpy scalars and arrays show up in dicts built from DataFrames; store them as plain JSON.
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+def _write_parquet(obj: Any, f: BinaryIO) -> dict[str, Any]:
+    table = obj if isinstance(obj, pa.Table) else pa.Table.from_pandas(obj)
+    pq.write_table(table, f)
+    return {"rows": table.num_rows, "columns": table.num_columns}
+
+
+def _read_parquet(f: BinaryIO | str) -> pd.DataFrame:
+    return pq.read_table(f).to_pandas()
+
+
+def _write_json(obj: Any, f: BinaryIO) -> dict[str, Any]:
+    f.write(json.dumps(obj, default=_json_default, separators=(",", ":")).encode())
+    return {"items": len(obj)}
+
+
+def _write_text(obj: str, f: BinaryIO) -> dict[str, Any]:
+    data = obj.encode("utf-8")
+    f.write(data)
+    return {"lines": obj.count("\n") + (0 if obj.endswith("\n") or not obj else 1)}
+
+
+def _write_npy(obj: np.ndarray, f: BinaryIO) -> dict[str, Any]:
+    np.save(f, obj, allow_pickle=False)
+    return {"shape": str(obj.shape), "dtype": str(obj.dtype)}
+
+
+def _write_npz(obj: Any, f: BinaryIO) -> dict[str, Any]:
+    import scipy.sparse as sp
+
+    sp.save_npz(f, obj, compressed=True)
+    return {"shape": str(obj.shape), "nnz": int(obj.nnz)}
+
+
+def _read_npz(f: BinaryIO) -> Any:
+    import scipy.sparse as sp
+
+    return sp.load_npz(f)
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    extension: str
+    accepts: Callable[[Any], bool]
+    write: Callable[[Any, BinaryIO], dict[str, Any]]
+    read: Callable[[BinaryIO], Any]
+
+
+FORMATS: tuple[Format, ...] = (
+    Format("parquet", ".parquet", lambda o: isinstance(o, (pd.DataFrame, pa.Table)), _write_parquet, _read_parquet),
+    Format("json", ".json", lambda o: isinstance(o, (dict, list)), _write_json, lambda f: json.load(f)),
+    Format("text", ".txt", lambda o: isinstance(o, str), _write_text, lambda f: f.read().decode("utf-8")),
+    Format("bytes", ".bin", lambda o: isinstance(o, (bytes, bytearray)), lambda o, f: (f.write(o), {})[1], lambda f: f.read()),
+    Format("npy", ".npy", lambda o: isinstance(o, np.ndarray), _write_npy, lambda f: np.load(f, allow_pickle=False)),
+    Format("npz", ".npz", _is_sparse, _write_npz, _read_npz),
+)
+FORMATS_BY_NAME = {fmt.name: fmt for fmt in FORMATS}
+
+
+class UnsupportedOutputType(TypeError):
+    pass
+
+
+def format_for_object(obj: Any, *, asset: str = "") -> Format:
+    for fmt in FORMATS:
+        if fmt.accepts(obj):
+            return fmt
+    supported = ", ".join(f"{f.name} ({f.extension})" for f in FORMATS)
+    raise UnsupportedOutputType(
+        f"asset {asset!r} returned a {type(obj).__module__}.{type(obj).__name__}, which no "
+        f"ktx format stores; return a DataFrame, dict/list, str, bytes, numpy array or "
+        f"scipy.sparse matrix (formats: {supported})"
+    )
+
+
+def format_by_name(name: str) -> Format:
+    try:
+        return FORMATS_BY_NAME[name]
+    except KeyError:
+        raise ValueError(f"unknown ktx format {name!r}; known: {sorted(FORMATS_BY_NAME)}") from None
+
+
+def serialize(obj: Any, fmt: Format) -> tuple[bytes, dict[str, Any]]:
+    """In-memory bytes, for stores where one PUT is the atomic unit (S3)."""
+    buf = io.BytesIO()
+    stats = fmt.write(obj, buf)
+    return buf.getvalue(), stats

@@ -1,0 +1,194 @@
+"""The IO manager: `<root>/<asset key path>/<partition key>.<ext>`, atomic, with metadata.
+
+Built on Dagster's UPathIOManager (paths, partitions, multi-partition keys, missing-partition
+handling); what it adds is the format chosen by the object's type, atomic writes, lazy loading
+of many upstream partitions, and size / row-count metadata on every output.
+
+Atomicity: locally the bytes go to a hidden temporary file in the target folder, then
+`os.replace` renames it into place; on S3 the object is serialized in memory and sent in one
+PUT (s3fs switches to a multipart upload for big objects, which is invisible until completed).
+Either way a failed or killed write leaves no object under the final name.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import uuid
+from functools import partial
+from typing import Any
+
+import dagster as dg
+from dagster import InputContext, OutputContext, UPathIOManager
+from pydantic import Field
+from upath import UPath
+
+from ktx_dagster.lazy import LazyPartitions
+from resources.data_dir import DEFAULT_DATA_DIR, data_root
+from resources.formats import FORMATS, Format, format_by_name, format_for_object, serialize
+
+FORMAT_METADATA_KEY = "ktx/format"  # asset metadata: the format an asset declares it stores
+LOAD_METADATA_KEY = "ktx/load"  # input metadata: "many" (dict) or "lazy" (LazyPartitions)
+PREVIEW_ROWS = 5
+
+
+def _is_local(path: UPath) -> bool:
+    return path.protocol in ("", "file", "local")
+
+
+def markdown_preview(df: Any, rows: int = PREVIEW_ROWS) -> str:
+    """A small Markdown table of the first rows (no extra dependency such as tabulate)."""
+    head = df.head(rows)
+    cols = [str(c) for c in head.columns]
+
+    def cell(value: Any) -> str:
+        text = str(value)
+        text = text if len(text) <= 60 else text[:57] + "..."
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in head.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+class KtxIOManager(UPathIOManager):
+    extension = None  # chosen per object; see resources/formats.py
+
+    def __init__(self, base_path: UPath):
+        super().__init__(base_path=base_path)
+
+    # --- writing -------------------------------------------------------------------------
+    def handle_output(self, context: OutputContext, obj: Any) -> None:
+        if obj is None:
+            # An asset that wrote its own files (or nothing) returns None: store nothing.
+            return
+        if context.has_asset_partitions:
+            paths = self._get_paths_for_partitions(context)
+            if len(paths) != 1:
+                raise dg.DagsterInvariantViolationError(
+                    f"asset {context.asset_key.to_user_string()!r}: one task writes one partition, "
+                    f"but this step covers {len(paths)}; launch the backfill with one run per partition"
+                )
+            stem = next(iter(paths.values()))
+        else:
+            stem = self._get_path(context)
+        self.dump_to_path(context, obj, stem)
+
+    def dump_to_path(self, context: OutputContext, obj: Any, path: UPath) -> None:
+        """Write `obj` at `path` + the extension of its format, atomically, and report metadata."""
+        asset = context.asset_key.to_user_string() if context.has_asset_key else context.name
+        fmt = format_for_object(obj, asset=asset)
+        declared = (context.definition_metadata or {}).get(FORMAT_METADATA_KEY)
+        if declared and declared != fmt.name:
+            raise TypeError(
+                f"asset {asset!r} declares format {declared!r} but returned a "
+                f"{type(obj).__name__}, which is stored as {fmt.name!r}; return the declared "
+                f"type or change the transformation's `format`"
+            )
+        target = path.with_name(path.name + fmt.extension)
+        context.log.debug(f"writing {target}")
+        stats = self._write_atomic(obj, fmt, target)
+        self._remove_other_formats(path, keep=fmt)
+        metadata: dict[str, Any] = {
+            "path": dg.MetadataValue.path(str(target)),
+            "bytes": dg.MetadataValue.int(stats.pop("bytes")),
+            "format": fmt.name,
+        }
+        for key, value in stats.items():
+            metadata[key] = dg.MetadataValue.int(value) if isinstance(value, int) else value
+        if fmt.name == "parquet" and hasattr(obj, "head"):
+            metadata["preview"] = dg.MetadataValue.md(markdown_preview(obj))
+        context.add_output_metadata(metadata)
+
+    def _write_atomic(self, obj: Any, fmt: Format, path: UPath) -> dict[str, Any]:
+        if _is_local(path):
+            final = path.path
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            tmp = os.path.join(os.path.dirname(final), f".{os.path.basename(final)}.{uuid.uuid4().hex}.tmp")
+            try:
+                with open(tmp, "wb") as f:
+                    stats = fmt.write(obj, f)
+                os.replace(tmp, final)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                raise
+            return {**stats, "bytes": os.path.getsize(final)}
+        data, stats = serialize(obj, fmt)  # fails before anything is sent
+        path.fs.pipe_file(path.path, data)
+        return {**stats, "bytes": len(data)}
+
+    def _remove_other_formats(self, stem: UPath, keep: Format) -> None:
+        # An asset whose output type changed must not leave its old file to be loaded later.
+        for other in self._stored(stem):
+            if other[0] is not keep:
+                other[1].fs.rm_file(other[1].path)
+
+    # --- reading -------------------------------------------------------------------------
+    def _stored(self, stem: UPath) -> list[tuple[Format, UPath]]:
+        """Stored files for this stem, in FORMATS order (one listing, not a probe per format)."""
+        pattern = re.sub(r"([*?\[])", r"[\1]", stem.path) + ".*"  # keys may hold glob characters
+        try:
+            names = {p.rsplit("/", 1)[-1] for p in stem.fs.glob(pattern)}
+        except FileNotFoundError:
+            return []
+        found = []
+        for fmt in FORMATS:
+            name = stem.name + fmt.extension
+            if name in names:
+                found.append((fmt, stem.with_name(name)))
+        return found
+
+    def _load_stem(self, stem: UPath, declared: str | None) -> Any:
+        if declared:
+            fmt = format_by_name(declared)
+            path = stem.with_name(stem.name + fmt.extension)
+        else:
+            stored = self._stored(stem)
+            if not stored:
+                raise FileNotFoundError(f"no stored output at {stem}.* (not materialized yet?)")
+            fmt, path = stored[0]
+        if _is_local(path):
+            if fmt.name == "parquet":
+                return fmt.read(path.path)  # memory-mapped by pyarrow, no Python file object
+            with open(path.path, "rb") as f:
+                return fmt.read(f)
+        return fmt.read(io.BytesIO(path.fs.cat_file(path.path)))
+
+    @staticmethod
+    def _declared_format(context: InputContext) -> str | None:
+        upstream = context.upstream_output
+        if upstream is None:
+            return None
+        return (upstream.definition_metadata or {}).get(FORMAT_METADATA_KEY)
+
+    def load_from_path(self, context: InputContext, path: UPath) -> Any:
+        return self._load_stem(path, self._declared_format(context))
+
+    def load_partitions(self, context: InputContext):
+        mode = (context.definition_metadata or {}).get(LOAD_METADATA_KEY)
+        if mode not in ("lazy", "many"):
+            return super().load_partitions(context)
+        paths = self._get_paths_for_partitions(context)
+        declared = self._declared_format(context)
+        context.log.info(
+            f"{'lazily ' if mode == 'lazy' else ''}loading {len(paths)} partitions of "
+            f"{context.asset_key.to_user_string()}"
+        )
+        if mode == "lazy":
+            return LazyPartitions({key: partial(self._load_stem, path, declared) for key, path in paths.items()})
+        return {key: self._load_stem(path, declared) for key, path in paths.items()}
+
+
+class DataDirIOManager(dg.ConfigurableIOManagerFactory):
+    """Stores every asset under the data root (env KTX_DATA_DIR: a local path or s3://...)."""
+
+    root: str = Field(
+        default_factory=lambda: os.environ.get("KTX_DATA_DIR", DEFAULT_DATA_DIR),
+        description="Local path or s3://bucket/prefix (env KTX_DATA_DIR).",
+    )
+    endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint URL.")
+
+    def create_io_manager(self, context: dg.InitResourceContext) -> KtxIOManager:
+        return KtxIOManager(base_path=data_root(self.root, self.endpoint_url))

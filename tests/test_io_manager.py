@@ -1,0 +1,203 @@
+"""IO manager round trips through real Dagster runs, on a local dir and on a real S3 endpoint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import dagster as dg
+from upath import UPath
+
+from ktx_dagster import LazyPartitions, Upstream, transformation
+from resources.data_dir import data_root
+from resources.io_manager import DataDirIOManager
+
+SAMPLES = {
+    "frame": pd.DataFrame({"pid": [1, 2, 3], "name": ["a", "b", None], "score": [0.5, 1.5, 2.5]}),
+    "mapping": {"a": 1, "b": [1, 2], "c": {"d": None}, "e": np.int64(7)},
+    "listing": [1, "two", 3.0],
+    "text": "line 1\nline ü\n",
+    "blob": b"\x00\x01binary\xff",
+    "array": np.arange(12, dtype=np.float32).reshape(3, 4),
+    "sparse": sp.random(50, 40, density=0.05, format="csr", random_state=0, dtype=np.float32),
+}
+EXTENSIONS = {"frame": ".parquet", "mapping": ".json", "listing": ".json", "text": ".txt", "blob": ".bin", "array": ".npy", "sparse": ".npz"}
+
+
+def assert_same(kind, got, want):
+    if kind == "frame":
+        pd.testing.assert_frame_equal(got, want)
+    elif kind == "mapping":
+        assert got == {"a": 1, "b": [1, 2], "c": {"d": None}, "e": 7}
+    elif kind == "array":
+        np.testing.assert_array_equal(got, want)
+    elif kind == "sparse":
+        assert (got != want).nnz == 0 and got.dtype == want.dtype
+    else:
+        assert got == want
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+def root(request, tmp_path, monkeypatch):
+    if request.param == "local":
+        path = str(tmp_path / "data")
+    else:
+        path = request.getfixturevalue("s3_root")
+    monkeypatch.setenv("KTX_DATA_DIR", path)
+    return path
+
+
+def _resources(root):
+    return {"io_manager": DataDirIOManager(root=root)}
+
+
+@pytest.mark.parametrize("kind", sorted(SAMPLES))
+def test_round_trip_unpartitioned(root, kind, instance):
+    @dg.asset(name=f"make_{kind}")
+    def make():
+        return SAMPLES[kind]
+
+    captured = {}
+
+    @dg.asset(ins={"value": dg.AssetIn(f"make_{kind}")})
+    def read(value) -> None:
+        captured["value"] = value
+
+    result = dg.materialize([make, read], resources=_resources(root), instance=instance)
+    assert result.success
+    assert_same(kind, captured["value"], SAMPLES[kind])
+    meta = result.asset_materializations_for_node(f"make_{kind}")[0].metadata
+    path = UPath(meta["path"].value, **({"client_kwargs": {"endpoint_url": _endpoint()}} if root.startswith("s3") else {}))
+    assert str(path).endswith(f"make_{kind}{EXTENSIONS[kind]}")
+    assert path.exists() and meta["bytes"].value == path.stat().st_size > 0
+    if kind == "frame":
+        assert meta["rows"].value == 3 and "| pid |" in meta["preview"].value
+
+
+def _endpoint():
+    import os
+
+    return os.environ.get("KTX_S3_ENDPOINT_URL")
+
+
+@pytest.mark.parametrize("kind", ["frame", "text", "sparse"])
+def test_round_trip_partitioned_and_layout(root, kind, instance):
+    @transformation(partitions=["x-1", "y.2"], name=f"parts_{kind}")
+    def parts(context):
+        return SAMPLES[kind]
+
+    for key in ("x-1", "y.2"):
+        assert dg.materialize([parts], partition_key=key, resources=_resources(root), instance=instance).success
+    base = data_root(root) / f"parts_{kind}"
+    assert sorted(p.name for p in base.iterdir()) == [f"x-1{EXTENSIONS[kind]}", f"y.2{EXTENSIONS[kind]}"]
+
+
+def test_lazy_multi_partition_load_loads_on_demand(root, instance):
+    keys = [str(i) for i in range(5)]
+
+    @transformation(partitions=keys)
+    def chunk(context) -> pd.DataFrame:
+        i = int(context.partition_key)
+        return pd.DataFrame({"k": [i] * (i + 1)})
+
+    seen = {}
+
+    @transformation(inputs={"chunk": Upstream("chunk", mapping=dg.AllPartitionMapping())})
+    def total(chunk: LazyPartitions) -> dict:
+        seen["type"], seen["keys"] = type(chunk), list(chunk)
+        # Only the first four are ever loaded: the fifth file is gone, and that must not matter.
+        rows = sum(len(chunk[key]()) for key in keys[:4])
+        return {"rows": rows}
+
+    for key in keys:
+        dg.materialize([chunk], partition_key=key, resources=_resources(root), instance=instance)
+    (data_root(root) / "chunk" / "4.parquet").unlink()
+    result = dg.materialize([chunk, total], selection=[total], resources=_resources(root), instance=instance)
+    assert result.success
+    assert seen["type"] is LazyPartitions and seen["keys"] == keys
+    assert result.output_for_node("total") == {"rows": 1 + 2 + 3 + 4}
+
+
+def test_many_load_always_returns_dict_even_for_one_partition(root, instance):
+    @transformation(partitions=["only"])
+    def single(context) -> str:
+        return "x"
+
+    captured = {}
+
+    @transformation(inputs={"single": Upstream("single", mapping=dg.AllPartitionMapping())})
+    def gather(single: dict[str, str]) -> None:
+        captured["value"] = single
+
+    dg.materialize([single], partition_key="only", resources=_resources(root), instance=instance)
+    assert dg.materialize([single, gather], selection=[gather], resources=_resources(root), instance=instance).success
+    assert captured["value"] == {"only": "x"}
+
+
+class Explodes:
+    """A DataFrame column whose values fail to convert half way through serialization."""
+
+
+def test_failed_write_leaves_nothing_and_keeps_previous_output(root, instance):
+    good = pd.DataFrame({"v": [1, 2, 3]})
+    state = {"value": good}
+
+    @transformation(partitions=["p"])
+    def fragile(context) -> pd.DataFrame:
+        return state["value"]
+
+    assert dg.materialize([fragile], partition_key="p", resources=_resources(root), instance=instance).success
+    target = data_root(root) / "fragile" / "p.parquet"
+    before = target.read_bytes()
+    # A mixed-type object column: pyarrow fails while writing, after the file was opened.
+    state["value"] = pd.DataFrame({"v": [1, "two", Explodes()]})
+    result = dg.materialize([fragile], partition_key="p", resources=_resources(root), instance=instance, raise_on_error=False)
+    assert not result.success
+    assert target.read_bytes() == before  # the old output is intact
+    assert sorted(p.name for p in target.parent.iterdir()) == ["p.parquet"]  # no temp leftovers
+
+
+def test_failed_first_write_leaves_no_file(root, instance):
+    @transformation(partitions=["p"])
+    def broken(context) -> pd.DataFrame:
+        return pd.DataFrame({"v": [1, "two", Explodes()]})
+
+    result = dg.materialize([broken], partition_key="p", resources=_resources(root), instance=instance, raise_on_error=False)
+    assert not result.success
+    folder = data_root(root) / "broken"
+    assert not folder.exists() or list(folder.iterdir()) == []
+
+
+def test_output_type_change_removes_old_format(root, instance):
+    state = {"value": {"a": 1}}
+
+    @transformation(partitions=["p"])
+    def shifting(context):
+        return state["value"]
+
+    dg.materialize([shifting], partition_key="p", resources=_resources(root), instance=instance)
+    state["value"] = pd.DataFrame({"a": [1]})
+    dg.materialize([shifting], partition_key="p", resources=_resources(root), instance=instance)
+    assert sorted(p.name for p in (data_root(root) / "shifting").iterdir()) == ["p.parquet"]
+
+
+def test_unsupported_type_error_names_asset_and_fix(root, instance):
+    @transformation(partitions=["p"])
+    def odd(context):
+        return object()
+
+    result = dg.materialize([odd], partition_key="p", resources=_resources(root), instance=instance, raise_on_error=False)
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = failure.event_specific_data.error.to_string()
+    assert "'odd'" in message and "return a DataFrame" in message
+
+
+def test_declared_format_mismatch_is_clear(root, instance):
+    @transformation(partitions=["p"], format="parquet")
+    def wrong(context):
+        return "text"
+
+    result = dg.materialize([wrong], partition_key="p", resources=_resources(root), instance=instance, raise_on_error=False)
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "declares format 'parquet'" in failure.event_specific_data.error.to_string()
