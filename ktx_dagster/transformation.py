@@ -27,7 +27,7 @@ import dagster as dg
 from ktx_dagster.lazy import LazyPartitions
 from ktx_dagster.partitions import ChunkedPartitions, FilePartitions
 from ktx_dagster.task_resources import TaskResources
-from resources.io_manager import FORMAT_METADATA_KEY, LOAD_METADATA_KEY
+from ktx_dagster.keys import FORMAT_METADATA_KEY, LOAD_METADATA_KEY
 
 PartitionsSpec = FilePartitions | ChunkedPartitions | dg.PartitionsDefinition | Sequence[str] | None
 LoadMode = Literal["one", "many", "lazy"]

@@ -24,12 +24,12 @@ from dagster import InputContext, OutputContext, UPathIOManager
 from pydantic import Field
 from upath import UPath
 
+from ktx_dagster.keys import FORMAT_METADATA_KEY, LOAD_METADATA_KEY
 from ktx_dagster.lazy import LazyPartitions
+from ktx_dagster.partitions import natural_sorted
 from resources.data_dir import DEFAULT_DATA_DIR, data_root
 from resources.formats import FORMATS, Format, format_by_name, format_for_object, serialize
 
-FORMAT_METADATA_KEY = "ktx/format"  # asset metadata: the format an asset declares it stores
-LOAD_METADATA_KEY = "ktx/load"  # input metadata: "many" (dict) or "lazy" (LazyPartitions)
 PREVIEW_ROWS = 5
 
 
@@ -170,7 +170,8 @@ class KtxIOManager(UPathIOManager):
         mode = (context.definition_metadata or {}).get(LOAD_METADATA_KEY)
         if mode not in ("lazy", "many"):
             return super().load_partitions(context)
-        paths = self._get_paths_for_partitions(context)
+        unordered = self._get_paths_for_partitions(context)
+        paths = {key: unordered[key] for key in natural_sorted(unordered)}  # part 2 before part 10
         declared = self._declared_format(context)
         context.log.info(
             f"{'lazily ' if mode == 'lazy' else ''}loading {len(paths)} partitions of "
