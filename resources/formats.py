@@ -84,10 +84,13 @@ class Format:
     accepts: Callable[[Any], bool]
     write: Callable[[Any, BinaryIO], dict[str, Any]]
     read: Callable[[BinaryIO], Any]
+    # True when write/read also take a local path, letting pyarrow use its native file I/O
+    # (and memory mapping) instead of a Python file object.
+    native_paths: bool = False
 
 
 FORMATS: tuple[Format, ...] = (
-    Format("parquet", ".parquet", lambda o: isinstance(o, (pd.DataFrame, pa.Table)), _write_parquet, _read_parquet),
+    Format("parquet", ".parquet", lambda o: isinstance(o, (pd.DataFrame, pa.Table)), _write_parquet, _read_parquet, native_paths=True),
     Format("json", ".json", lambda o: isinstance(o, (dict, list)), _write_json, lambda f: json.load(f)),
     Format("text", ".txt", lambda o: isinstance(o, str), _write_text, lambda f: f.read().decode("utf-8")),
     Format("bytes", ".bin", lambda o: isinstance(o, (bytes, bytearray)), lambda o, f: (f.write(o), {})[1], lambda f: f.read()),

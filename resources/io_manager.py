@@ -107,8 +107,11 @@ class KtxIOManager(UPathIOManager):
             os.makedirs(os.path.dirname(final), exist_ok=True)
             tmp = os.path.join(os.path.dirname(final), f".{os.path.basename(final)}.{uuid.uuid4().hex}.tmp")
             try:
-                with open(tmp, "wb") as f:
-                    stats = fmt.write(obj, f)
+                if fmt.native_paths:
+                    stats = fmt.write(obj, tmp)
+                else:
+                    with open(tmp, "wb") as f:
+                        stats = fmt.write(obj, f)
                 os.replace(tmp, final)
             except BaseException:
                 if os.path.exists(tmp):
@@ -150,8 +153,8 @@ class KtxIOManager(UPathIOManager):
                 raise FileNotFoundError(f"no stored output at {stem}.* (not materialized yet?)")
             fmt, path = stored[0]
         if _is_local(path):
-            if fmt.name == "parquet":
-                return fmt.read(path.path)  # memory-mapped by pyarrow, no Python file object
+            if fmt.native_paths:
+                return fmt.read(path.path)
             with open(path.path, "rb") as f:
                 return fmt.read(f)
         return fmt.read(io.BytesIO(path.fs.cat_file(path.path)))
