@@ -2,6 +2,8 @@
 
 local (default): Dagster's multiprocess executor, each step in its own process, at most
 `KTX_MAX_CONCURRENT` at once (default: the number of CPUs). Data under `KTX_DATA_DIR`.
+minikube / eks: every step is its own Kubernetes Job with the transformation's requests and
+limits (executors/k8s.py; settings from env in `K8sSettings.from_env`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import dagster as dg
 from resources.data_dir import DataDir
 from resources.io_manager import DataDirIOManager
 
-DEPLOYMENTS = ("local",)
+DEPLOYMENTS = ("local", "minikube", "eks")
 
 
 def deployment() -> str:
@@ -35,6 +37,10 @@ def max_concurrent() -> int:
 def executor_for(name: str) -> dg.ExecutorDefinition:
     if name == "local":
         return dg.multiprocess_executor.configured({"max_concurrent": max_concurrent()})
+    if name in ("minikube", "eks"):
+        from executors.k8s import k8s_executor
+
+        return k8s_executor(name)
     raise ValueError(f"no executor for deployment {name!r}")
 
 

@@ -93,7 +93,18 @@ def main(argv: list[str] | None = None) -> int:
         if name == "materialize":
             p.add_argument("--select", nargs="*", default=None, help="asset selection (default: all)")
             p.add_argument("--partition", nargs="*", default=None, help="only these partition keys")
+    p = sub.add_parser("run-partition", help="(internal) one run of one partition, prints a JSON result")
+    p.add_argument("--module", required=True)
+    p.add_argument("--asset", required=True)
+    p.add_argument("--partition", default=None)
     args = parser.parse_args(argv)
+    if args.command == "run-partition":
+        import json
+
+        from ktx_dagster.launch import run_partition
+
+        print(json.dumps(run_partition(args.module, args.asset, args.partition, _instance())))
+        return 0
     if args.command == "sample":
         cmd_sample(args)
         return 0

@@ -9,6 +9,10 @@ UI the same thing is a backfill, run by the daemon.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -40,6 +44,39 @@ def _first_error(result: dg.ExecuteInProcessResult | object) -> str:
             if error is not None:
                 return error.message.strip().splitlines()[0][:300]
     return "failed (see the run's logs in the UI)"
+
+
+def run_partition(module: str, asset: str, partition: str | None, instance: dg.DagsterInstance) -> dict:
+    """One run of one partition of one asset, in this process, with the job's own executor."""
+    recon_repo = ReconstructableRepository.for_module(module, "defs")
+    repo_def = recon_repo.get_definition()
+    key = dg.AssetKey.from_user_string(asset)
+    job_def = repo_def.get_implicit_job_def_for_assets([key])
+    tags = {"ktx/launched-by": "ktx-cli"}
+    if partition is not None:
+        tags.update(job_def.get_tags_for_partition_key(partition, selected_asset_keys=[key]))
+    result = dg.execute_job(
+        recon_repo.get_reconstructable_job(job_def.name), instance=instance, tags=tags,
+        asset_selection=[key], run_config=QUIET_RUN_CONFIG,
+    )
+    return {"success": result.success, "run_id": result.run_id, "error": None if result.success else _first_error(result)}
+
+
+def run_partition_in_subprocess(module: str, asset: str, partition: str | None) -> dict:
+    """Each run in its own process, as Dagster's run launcher does: runs share nothing in memory
+    (Dagster's in-process execution is not meant to be driven from several threads)."""
+    logs = os.path.join(os.environ["DAGSTER_HOME"], "ktx-cli-logs", asset.replace("/", "__"))
+    os.makedirs(logs, exist_ok=True)
+    log_path = os.path.join(logs, f"{partition or 'all'}.log".replace("/", "_").replace("|", "_"))
+    cmd = [sys.executable, "-m", "ktx_dagster", "run-partition", "--module", module, "--asset", asset]
+    if partition is not None:
+        cmd += ["--partition", partition]
+    with open(log_path, "w") as log_file:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log_file, text=True)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("{"):
+            return {**json.loads(line), "log": log_path}
+    return {"success": False, "run_id": "-", "error": f"run process exited with {proc.returncode}", "log": log_path}
 
 
 def partition_keys_for(asset: dg.AssetsDefinition, instance: dg.DagsterInstance) -> list[str | None]:
@@ -78,8 +115,6 @@ def materialize(
             failed_assets.add(key)
             log(f"{name}: skipped, an upstream transformation failed")
             continue
-        job_def = repo_def.get_implicit_job_def_for_assets([key])
-        recon_job = recon_repo.get_reconstructable_job(job_def.name)
         asset_def = repo_def.assets_defs_by_key[key]
         keys = partition_keys_for(asset_def, instance)
         if only_partitions is not None:
@@ -91,26 +126,22 @@ def materialize(
         started = time.perf_counter()
 
         def run_one(partition: str | None):
-            tags = {"ktx/launched-by": "ktx-cli"}
-            if partition is not None:
-                tags.update(job_def.get_tags_for_partition_key(partition, selected_asset_keys=[key]))
             t0 = time.perf_counter()
-            result = dg.execute_job(
-                recon_job, instance=instance, tags=tags, asset_selection=[key], run_config=QUIET_RUN_CONFIG
-            )
-            return partition, result, time.perf_counter() - t0
+            return partition, run_partition_in_subprocess(module, name, partition), time.perf_counter() - t0
 
         with ThreadPoolExecutor(max_workers=max_concurrent) as pool:
             futures = [pool.submit(run_one, k) for k in keys]
             for done, future in enumerate(as_completed(futures), 1):
                 partition, result, seconds = future.result()
                 label = f"{name}[{partition}]" if partition is not None else name
-                if result.success:
+                if result["success"]:
                     outcome.succeeded.append(str(partition))
-                    log(f"  [{done}/{len(keys)}] {label} ok in {seconds:.1f}s (run {result.run_id[:8]})")
+                    log(f"  [{done}/{len(keys)}] {label} ok in {seconds:.1f}s (run {result['run_id'][:8]})")
                 else:
-                    outcome.failed[str(partition)] = _first_error(result)
-                    log(f"  [{done}/{len(keys)}] {label} FAILED (run {result.run_id[:8]}): {outcome.failed[str(partition)]}")
+                    outcome.failed[str(partition)] = result["error"]
+                    log(f"  [{done}/{len(keys)}] {label} FAILED (run {str(result['run_id'])[:8]}): {result['error']}")
+                    if result.get("log"):
+                        log(f"      log: {result['log']}")
         outcome.seconds = time.perf_counter() - started
         if outcome.failed:
             failed_assets.add(key)

@@ -1,0 +1,630 @@
+"""Run every step (one partition of one transformation) as its own Kubernetes Job.
+
+Built on dagster-k8s's ``K8sStepHandler`` (subclassed, not forked). What we add:
+
+* Works under the **default run launcher** (``dagster dev`` on a laptop pointing at
+  Minikube). Upstream 0.29.x calls ``K8sContainerContext.create_for_run(run,
+  instance.run_launcher)`` and ``get_k8s_job_config(image, instance.run_launcher)``
+  unconditionally, which raises ``AttributeError: 'DefaultRunLauncher' object has no
+  attribute 'image_pull_policy'``. We hand upstream the run launcher only when it *is*
+  a ``K8sRunLauncher`` and otherwise fill the job config from :class:`K8sSettings`.
+* Per-step pod spec from the step's op tags: cpu/memory/ephemeral-storage/GPU requests
+  and limits, node selector and tolerations come in the standard ``dagster-k8s/config``
+  tag (merged by upstream); we add labels ``ktx/transformation`` and ``ktx/partition``
+  (sanitised, see :func:`sanitize_label_value`), the raw partition key as an
+  annotation, a GPU toleration when a GPU is requested, a non-root security context and
+  the data directory (Minikube: hostPath ``/mnt/data``; EKS: ``s3://...`` via the pod's
+  IAM role, never keys).
+* The Dagster instance: ``DAGSTER_HOME`` with ``dagster.yaml`` from a ConfigMap, the
+  Postgres password from a Secret (``DAGSTER_PG_PASSWORD``) and extra env from
+  ConfigMaps/Secrets, so step pods report to the same (PostgreSQL) instance.
+* A health check whose failure message carries the failed pod's status and log tail.
+
+All settings come from the environment in one place, :meth:`K8sSettings.from_env`.
+``k8s_executor(deployment)`` is what ``executors/__init__.py`` calls for
+``KTX_DEPLOYMENT=minikube|eks``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import dagster._check as check
+from dagster import Field, IntSource, executor
+from dagster._core.definitions.executor_definition import multiple_process_executor_requirements
+from dagster._core.events import DagsterEvent
+from dagster._core.execution.retries import RetryMode
+from dagster._core.execution.step_dependency_config import StepDependencyConfig
+from dagster._core.executor.base import Executor
+from dagster._core.executor.init import InitExecutorContext
+from dagster._core.executor.step_delegating import (
+    CheckStepHealthResult,
+    StepDelegatingExecutor,
+    StepHandlerContext,
+)
+from dagster._utils.merger import merge_dicts
+from dagster_k8s.container_context import K8sContainerContext
+from dagster_k8s.executor import _K8S_EXECUTOR_CONFIG_SCHEMA, K8sStepHandler
+from dagster_k8s.job import DagsterK8sJobConfig, UserDefinedDagsterK8sConfig
+from dagster_k8s.launcher import K8sRunLauncher
+
+__all__ = [
+    "K8sSettings",
+    "KtxK8sStepHandler",
+    "k8s_executor",
+    "ktx_k8s_job_executor",
+    "sanitize_label_value",
+    "step_labels",
+]
+
+TRANSFORMATION_LABEL = "ktx/transformation"
+PARTITION_LABEL = "ktx/partition"
+PARTITION_KEY_ANNOTATION = "ktx/partition-key"
+TRANSFORMATION_TAG = "ktx/transformation"
+PARTITION_RUN_TAG = "dagster/partition"
+DEPLOYMENTS = ("minikube", "eks")
+DATA_MOUNT = "/mnt/data"
+GPU_RESOURCE = "nvidia.com/gpu"
+
+_LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_HASH_LEN = 10
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def sanitize_label_value(value: str) -> str:
+    """Turn any string into a valid Kubernetes label value, stably.
+
+    A value that is already valid (<= 63 chars, ``[-_.A-Za-z0-9]``, alphanumeric at both
+    ends, or empty) is returned unchanged, so ``kubectl -l ktx/partition=0-999`` works.
+    Anything else (``a/b|c``, multi-partition ``2024-01-01|us``, 200-char keys, unicode)
+    becomes its cleaned, truncated form plus ``-`` and a 10-hex-char SHA-256 of the
+    *original* value, so two different keys never share a label by accident and the
+    same key always gets the same label.
+    """
+    value = "" if value is None else str(value)
+    if len(value) <= 63 and _LABEL_VALUE_RE.match(value):
+        return value
+    digest = hashlib.sha256(value.encode("utf-8")).hexdigest()[:_HASH_LEN]
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", value)
+    cleaned = re.sub(r"^[^A-Za-z0-9]+", "", cleaned)
+    cleaned = cleaned[: 63 - _HASH_LEN - 1]
+    cleaned = re.sub(r"[^A-Za-z0-9]+$", "", cleaned)
+    return f"{cleaned}-{digest}" if cleaned else digest
+
+
+def step_labels(transformation: str | None, partition: str | None) -> dict[str, str]:
+    """The ``ktx/*`` labels of a step's Job and Pod (only those that are known)."""
+    labels = {}
+    if transformation:
+        labels[TRANSFORMATION_LABEL] = sanitize_label_value(transformation)
+    if partition is not None:
+        labels[PARTITION_LABEL] = sanitize_label_value(partition)
+    return labels
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def _csv(value: str | None) -> tuple[str, ...]:
+    return tuple(v.strip() for v in (value or "").split(",") if v.strip())
+
+
+def _opt_int(env: Mapping[str, str], name: str, default: int | None) -> int | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not re.fullmatch(r"\d+", raw):
+        raise ValueError(f"{name}={raw!r} must be a whole number >= 0")
+    return int(raw)
+
+
+@dataclass(frozen=True)
+class K8sSettings:
+    """Everything the executor reads from the environment (see README "Kubernetes")."""
+
+    deployment: str = "minikube"
+    namespace: str = "ktx"
+    image: str | None = "ktx-dagster:dev"
+    image_pull_policy: str = "IfNotPresent"
+    service_account: str | None = "ktx-step"
+    # Dagster instance for step pods: dagster.yaml from this ConfigMap, mounted at DAGSTER_HOME.
+    instance_configmap: str | None = None
+    pod_dagster_home: str = "/opt/dagster/dagster_home"
+    pg_password_secret: str | None = None  # Secret with key `postgresql-password`
+    env_configmaps: tuple[str, ...] = ()
+    env_secrets: tuple[str, ...] = ()
+    env_vars: tuple[str, ...] = ()  # "NAME" (copied from here) or "NAME=value"
+    # Data: what step pods see as KTX_DATA_DIR; on Minikube also the node's hostPath.
+    data_dir: str = DATA_MOUNT
+    host_data_path: str | None = DATA_MOUNT
+    # API access from the process that launches the steps (laptop or run pod).
+    kubeconfig: str | None = None
+    kube_context: str | None = None
+    in_cluster: bool = False
+    # Job behaviour.
+    job_ttl_seconds: int = 3600  # finished Jobs kept one hour, like kube-transform
+    backoff_limit: int = 0  # retries are Dagster's (retry policies), not the Job's
+    active_deadline_seconds: int | None = None
+    max_concurrent: int | None = None
+    health_check_seconds: int = 20
+    run_as_user: int = 10001
+
+    @classmethod
+    def from_env(cls, deployment: str | None = None, env: Mapping[str, str] | None = None) -> K8sSettings:
+        env = os.environ if env is None else env
+        dep = (deployment or env.get("KTX_DEPLOYMENT") or "minikube").strip().lower()
+        if dep not in DEPLOYMENTS:
+            raise ValueError(f"KTX_DEPLOYMENT={dep!r}: the k8s executor supports {', '.join(DEPLOYMENTS)}")
+
+        def get(name: str, default: str | None) -> str | None:
+            raw = env.get(name)
+            return raw.strip() if raw is not None and raw.strip() != "" else default
+
+        if dep == "minikube":
+            defaults: dict[str, Any] = {
+                "namespace": "ktx",
+                "image": "ktx-dagster:dev",
+                "pull": "IfNotPresent",
+                "sa": "ktx-step",
+                "instance_cm": "ktx-dagster-instance",
+                "pg_secret": "ktx-postgres",
+                "env_cms": "ktx-instance-env",
+                "data_dir": DATA_MOUNT,
+                "host_data_path": DATA_MOUNT,
+            }
+        else:
+            defaults = {
+                "namespace": "dagster",
+                "image": None,
+                "pull": "IfNotPresent",
+                "sa": "ktx-step",
+                "instance_cm": None,
+                "pg_secret": None,
+                "env_cms": "",
+                "data_dir": None,
+                "host_data_path": None,
+            }
+        # On Minikube pods always see the mounted /mnt/data (the laptop's KTX_DATA_DIR is
+        # its local ./data); on EKS the data dir *is* KTX_DATA_DIR (s3://bucket/prefix).
+        if dep == "minikube":
+            data_dir = get("KTX_POD_DATA_DIR", defaults["data_dir"])
+        else:
+            data_dir = get("KTX_POD_DATA_DIR", get("KTX_DATA_DIR", None))
+            if not data_dir or not data_dir.startswith("s3://"):
+                raise ValueError(
+                    "KTX_DEPLOYMENT=eks needs KTX_DATA_DIR (or KTX_POD_DATA_DIR) = s3://bucket/prefix;"
+                    f" got {data_dir!r}"
+                )
+        host_data_path = get("KTX_HOST_DATA_PATH", defaults["host_data_path"])
+        if host_data_path and host_data_path.lower() in ("none", "off", "-"):
+            host_data_path = None
+        kubeconfig = get("KTX_KUBECONFIG", get("KUBECONFIG", None))
+        if kubeconfig and os.pathsep in kubeconfig:
+            kubeconfig = kubeconfig.split(os.pathsep)[0]
+        in_cluster_raw = get("KTX_K8S_IN_CLUSTER", None)
+        if in_cluster_raw is not None:
+            in_cluster = in_cluster_raw.lower() in ("1", "true", "yes")
+        else:
+            in_cluster = bool(env.get("KUBERNETES_SERVICE_HOST")) and not kubeconfig
+        pull = get("KTX_IMAGE_PULL_POLICY", defaults["pull"])
+        if pull not in ("Always", "IfNotPresent", "Never"):
+            raise ValueError(f"KTX_IMAGE_PULL_POLICY={pull!r} must be Always, IfNotPresent or Never")
+        return cls(
+            deployment=dep,
+            namespace=cast(str, get("KTX_K8S_NAMESPACE", defaults["namespace"])),
+            image=get("KTX_IMAGE", defaults["image"]),
+            image_pull_policy=cast(str, pull),
+            service_account=get("KTX_SERVICE_ACCOUNT", defaults["sa"]),
+            instance_configmap=get("KTX_INSTANCE_CONFIGMAP", defaults["instance_cm"]),
+            pod_dagster_home=cast(str, get("KTX_POD_DAGSTER_HOME", "/opt/dagster/dagster_home")),
+            pg_password_secret=get("KTX_PG_PASSWORD_SECRET", defaults["pg_secret"]),
+            env_configmaps=_csv(get("KTX_ENV_CONFIGMAPS", defaults["env_cms"])),
+            env_secrets=_csv(get("KTX_ENV_SECRETS", "")),
+            env_vars=_csv(get("KTX_POD_ENV", "")),
+            data_dir=cast(str, data_dir),
+            host_data_path=host_data_path if dep == "minikube" else None,
+            kubeconfig=kubeconfig,
+            kube_context=get("KTX_KUBE_CONTEXT", None),
+            in_cluster=in_cluster,
+            job_ttl_seconds=cast(int, _opt_int(env, "KTX_JOB_TTL_SECONDS", 3600)),
+            backoff_limit=cast(int, _opt_int(env, "KTX_JOB_BACKOFF_LIMIT", 0)),
+            active_deadline_seconds=_opt_int(env, "KTX_JOB_ACTIVE_DEADLINE_SECONDS", None),
+            max_concurrent=_opt_int(env, "KTX_K8S_MAX_CONCURRENT", None),
+            health_check_seconds=cast(int, _opt_int(env, "KTX_STEP_HEALTH_CHECK_SECONDS", 20)),
+            run_as_user=cast(int, _opt_int(env, "KTX_RUN_AS_USER", 10001)),
+        )
+
+    # -- what the settings mean for a step pod -------------------------------------
+
+    def base_container_context(self) -> K8sContainerContext:
+        """Namespace, service account, env, volumes, security context and Job spec."""
+        env = [{"name": "KTX_DATA_DIR", "value": self.data_dir}]
+        env_vars = list(self.env_vars)
+        volumes: list[dict[str, Any]] = []
+        mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
+        volumes.append({"name": "tmp", "emptyDir": {}})
+        if self.host_data_path and not self.data_dir.startswith("s3://"):
+            volumes.append({"name": "ktx-data", "hostPath": {"path": self.host_data_path, "type": "Directory"}})
+            mounts.append({"name": "ktx-data", "mountPath": self.data_dir})
+        if self.instance_configmap:
+            volumes.append({"name": "dagster-home", "emptyDir": {}})
+            volumes.append({"name": "dagster-instance", "configMap": {"name": self.instance_configmap}})
+            mounts.append({"name": "dagster-home", "mountPath": self.pod_dagster_home})
+            mounts.append(
+                {
+                    "name": "dagster-instance",
+                    "mountPath": f"{self.pod_dagster_home.rstrip('/')}/dagster.yaml",
+                    "subPath": "dagster.yaml",
+                    "readOnly": True,
+                }
+            )
+        run_k8s_config = UserDefinedDagsterK8sConfig.from_dict(
+            {
+                "container_config": {
+                    "security_context": {
+                        "allowPrivilegeEscalation": False,
+                        "readOnlyRootFilesystem": True,
+                        "runAsNonRoot": True,
+                        "runAsUser": self.run_as_user,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                },
+                "pod_spec_config": {
+                    "automountServiceAccountToken": False,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": self.run_as_user,
+                        "runAsGroup": self.run_as_user,
+                        "fsGroup": self.run_as_user,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                },
+                "job_spec_config": {
+                    "ttlSecondsAfterFinished": self.job_ttl_seconds,
+                    "backoffLimit": self.backoff_limit,
+                    **(
+                        {"activeDeadlineSeconds": self.active_deadline_seconds}
+                        if self.active_deadline_seconds
+                        else {}
+                    ),
+                },
+            }
+        )
+        return K8sContainerContext(
+            image_pull_policy=self.image_pull_policy,
+            service_account_name=self.service_account,
+            env_config_maps=list(self.env_configmaps),
+            env_secrets=list(self.env_secrets),
+            env_vars=env_vars,
+            env=env,
+            volumes=volumes,
+            volume_mounts=mounts,
+            namespace=self.namespace,
+            run_k8s_config=run_k8s_config,
+        )
+
+    def job_config(self, job_image: str | None) -> DagsterK8sJobConfig:
+        """The job config upstream would take from a K8sRunLauncher."""
+        return DagsterK8sJobConfig(
+            job_image=job_image or self.image,
+            dagster_home=self.pod_dagster_home if self.instance_configmap else None,
+            image_pull_policy=self.image_pull_policy,
+            instance_config_map=self.instance_configmap,
+            postgres_password_secret=self.pg_password_secret,
+        )
+
+
+def _context_class(settings: K8sSettings) -> type[K8sContainerContext]:
+    """A K8sContainerContext whose job config does not need a K8sRunLauncher."""
+
+    class KtxContainerContext(K8sContainerContext):
+        __slots__ = ()
+
+        def get_k8s_job_config(self, job_image, run_launcher) -> DagsterK8sJobConfig:  # type: ignore[override]
+            if isinstance(run_launcher, K8sRunLauncher):
+                return super().get_k8s_job_config(job_image, run_launcher)
+            return settings.job_config(job_image)
+
+    return KtxContainerContext
+
+
+def _as_class(context: K8sContainerContext, cls: type[K8sContainerContext]) -> K8sContainerContext:
+    return cls(
+        server_k8s_config=context.server_k8s_config,
+        run_k8s_config=context.run_k8s_config,
+        namespace=context.namespace,
+        server_replica_count=context.server_replica_count,
+    )
+
+
+# --------------------------------------------------------------------------- step handler
+
+
+class KtxK8sStepHandler(K8sStepHandler):
+    """``K8sStepHandler`` + default-run-launcher support, ktx labels and better failures."""
+
+    def __init__(self, *, settings: K8sSettings, **kwargs: Any):
+        self._settings = settings
+        self._context_cls = _context_class(settings)
+        super().__init__(**kwargs)
+        if settings.kube_context and not kwargs.get("load_incluster_config"):
+            # Upstream loads the kubeconfig's current-context; honour KTX_KUBE_CONTEXT.
+            import kubernetes.config
+            from dagster_k8s.client import DagsterKubernetesClient
+
+            kubernetes.config.load_kube_config(kwargs.get("kubeconfig_file"), context=settings.kube_context)
+            self._api_client = DagsterKubernetesClient.production_client()
+
+    @property
+    def name(self) -> str:
+        return "KtxK8sStepHandler"
+
+    def _get_container_context(self, step_handler_context: StepHandlerContext) -> K8sContainerContext:
+        step_key = self._get_step_key(step_handler_context)
+        run = step_handler_context.dagster_run
+        run_launcher = step_handler_context.instance.run_launcher
+        k8s_launcher = run_launcher if isinstance(run_launcher, K8sRunLauncher) else None
+
+        # Upstream passes the instance's run launcher unconditionally (AttributeError on
+        # DefaultRunLauncher). Our settings are the base; a K8sRunLauncher's config and the
+        # code location's container context override them, the executor's run config and
+        # the step's op tags override those.
+        context = self._settings.base_container_context()
+        context = context.merge(
+            K8sContainerContext.create_for_run(run, k8s_launcher, include_run_tags=False)
+        )
+        context = context.merge(self._executor_container_context)
+
+        step_tags = step_handler_context.step_tags[step_key]
+        from dagster_k8s.job import get_user_defined_k8s_config
+
+        context = context.merge(K8sContainerContext(run_k8s_config=get_user_defined_k8s_config(step_tags)))
+        op_name = step_handler_context.get_step_context(step_key).step.op_name
+        context = context.merge(
+            K8sContainerContext(
+                run_k8s_config=UserDefinedDagsterK8sConfig.from_dict(
+                    self._per_step_k8s_config.get(op_name, {})
+                )
+            )
+        )
+
+        transformation = step_tags.get(TRANSFORMATION_TAG) or op_name
+        partition = run.tags.get(PARTITION_RUN_TAG)
+        labels = step_labels(transformation, partition)
+        extra: dict[str, Any] = {
+            "job_metadata": {"labels": labels},
+            "pod_template_spec_metadata": {"labels": labels},
+        }
+        if partition is not None:
+            annotations = {PARTITION_KEY_ANNOTATION: partition}
+            extra["job_metadata"]["annotations"] = annotations
+            extra["pod_template_spec_metadata"]["annotations"] = annotations
+        context = context.merge(K8sContainerContext(run_k8s_config=UserDefinedDagsterK8sConfig.from_dict(extra)))
+        context = _add_gpu_toleration(context)
+        return _as_class(context, self._context_cls)
+
+    def launch_step(self, step_handler_context: StepHandlerContext) -> Iterator[DagsterEvent]:
+        # Upstream falls back to the code location's image when the executor has none; we
+        # resolve the image the same way but with KTX_IMAGE before "no image" errors.
+        run_launcher = step_handler_context.instance.run_launcher
+        launcher_image = run_launcher.job_image if isinstance(run_launcher, K8sRunLauncher) else None
+        container_image = step_handler_context.execute_step_args.job_origin.repository_origin.container_image
+        if not self._executor_image and not launcher_image and not container_image:
+            self._executor_image = self._settings.image
+        yield from super().launch_step(step_handler_context)
+
+    def check_step_health(self, step_handler_context: StepHandlerContext) -> CheckStepHealthResult:
+        result = super().check_step_health(step_handler_context)
+        if result.is_healthy:
+            return result
+        job_name = self._get_k8s_step_job_name(step_handler_context)
+        namespace = cast(str, self._get_container_context(step_handler_context).namespace)
+        return CheckStepHealthResult.unhealthy(
+            reason=f"{result.unhealthy_reason}\n\n{self._pod_failure_details(job_name, namespace)}"
+        )
+
+    def _pod_failure_details(self, job_name: str, namespace: str) -> str:
+        """Status and log tail of the job's most recent failed pod (best effort)."""
+        try:
+            pods = self._api_client.get_pods_in_job(job_name, namespace)
+        except Exception as exc:  # the API may be flaky; the health result must still go out
+            return f"(could not list pods of job {job_name}: {exc})"
+        if not pods:
+            return f"(job {job_name} has no pods)"
+        failed = [p for p in pods if p.status and p.status.phase == "Failed"] or pods
+        pod = sorted(failed, key=lambda p: p.metadata.creation_timestamp or 0)[-1]
+        try:
+            return self._api_client.get_pod_debug_info(pod.metadata.name, namespace, pod=pod)
+        except Exception as exc:
+            return f"(could not fetch debug info of pod {pod.metadata.name}: {exc})"
+
+
+def _add_gpu_toleration(context: K8sContainerContext) -> K8sContainerContext:
+    """GPU nodes (EKS Auto Mode, most managed pools) are tainted nvidia.com/gpu:NoSchedule."""
+    resources = context.run_k8s_config.container_config.get("resources") or {}
+    wants_gpu = any(GPU_RESOURCE in (resources.get(k) or {}) for k in ("limits", "requests"))
+    if not wants_gpu:
+        return context
+    tolerations = context.run_k8s_config.pod_spec_config.get("tolerations") or []
+    if any((t or {}).get("key") == GPU_RESOURCE for t in tolerations):
+        return context
+    return context.merge(
+        K8sContainerContext(
+            run_k8s_config=UserDefinedDagsterK8sConfig.from_dict(
+                {"pod_spec_config": {"tolerations": [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]}}
+            )
+        )
+    )
+
+
+# --------------------------------------------------------------------------- executor
+
+_KTX_EXECUTOR_CONFIG_SCHEMA = merge_dicts(
+    _K8S_EXECUTOR_CONFIG_SCHEMA,
+    {
+        "check_step_health_interval_seconds": Field(
+            IntSource,
+            is_required=False,
+            description="Seconds between Job health checks (default KTX_STEP_HEALTH_CHECK_SECONDS or 20).",
+        ),
+    },
+)
+
+
+@executor(
+    name="ktx_k8s",
+    config_schema=_KTX_EXECUTOR_CONFIG_SCHEMA,
+    requirements=multiple_process_executor_requirements(),
+)
+def ktx_k8s_job_executor(init_context: InitExecutorContext) -> Executor:
+    return _build_executor(init_context, None)
+
+
+def _build_executor(init_context: InitExecutorContext, deployment: str | None) -> Executor:
+    """dagster-k8s's ``k8s_job_executor`` with ktx defaults from :class:`K8sSettings`.
+
+    Accepts the same run config as ``k8s_job_executor`` (``job_namespace``, ``job_image``,
+    ``step_k8s_config``, ``per_step_k8s_config``, ``max_concurrent``, ``retries`` ...);
+    unset fields fall back to the environment (``K8sSettings.from_env()``), or, for the
+    kubeconfig, to a ``K8sRunLauncher`` on the instance.
+    """
+    exc_cfg = init_context.executor_config
+    # Read at executor-init time (in the run worker), so a laptop's env and a run pod's env
+    # each apply where the steps are launched from.
+    settings = K8sSettings.from_env(deployment)
+    run_launcher = init_context.instance.run_launcher
+    k8s_launcher = run_launcher if isinstance(run_launcher, K8sRunLauncher) else None
+
+    container_context = K8sContainerContext(
+        image_pull_policy=exc_cfg.get("image_pull_policy"),  # type: ignore[arg-type]
+        image_pull_secrets=exc_cfg.get("image_pull_secrets"),  # type: ignore[arg-type]
+        service_account_name=exc_cfg.get("service_account_name"),  # type: ignore[arg-type]
+        env_config_maps=exc_cfg.get("env_config_maps"),  # type: ignore[arg-type]
+        env_secrets=exc_cfg.get("env_secrets"),  # type: ignore[arg-type]
+        env_vars=exc_cfg.get("env_vars"),  # type: ignore[arg-type]
+        volume_mounts=exc_cfg.get("volume_mounts"),  # type: ignore[arg-type]
+        volumes=exc_cfg.get("volumes"),  # type: ignore[arg-type]
+        labels=exc_cfg.get("labels"),  # type: ignore[arg-type]
+        namespace=exc_cfg.get("job_namespace"),  # type: ignore[arg-type]
+        resources=exc_cfg.get("resources"),  # type: ignore[arg-type]
+        scheduler_name=exc_cfg.get("scheduler_name"),  # type: ignore[arg-type]
+        security_context=exc_cfg.get("security_context"),  # type: ignore[arg-type]
+        run_k8s_config=UserDefinedDagsterK8sConfig.from_dict(exc_cfg.get("step_k8s_config", {})),
+    )
+
+    if "load_incluster_config" in exc_cfg:
+        load_incluster_config = cast(bool, exc_cfg["load_incluster_config"])
+    elif k8s_launcher is not None:
+        load_incluster_config = k8s_launcher.load_incluster_config
+    else:
+        load_incluster_config = settings.in_cluster
+    if "kubeconfig_file" in exc_cfg:
+        kubeconfig_file = cast("str | None", exc_cfg["kubeconfig_file"])
+    elif k8s_launcher is not None:
+        kubeconfig_file = k8s_launcher.kubeconfig_file
+    else:
+        kubeconfig_file = None if load_incluster_config else settings.kubeconfig
+
+    max_concurrent = exc_cfg.get("max_concurrent", settings.max_concurrent)
+    return StepDelegatingExecutor(
+        KtxK8sStepHandler(
+            settings=settings,
+            image=cast("str | None", exc_cfg.get("job_image")),
+            container_context=container_context,
+            load_incluster_config=load_incluster_config,
+            kubeconfig_file=kubeconfig_file,
+            per_step_k8s_config=cast(dict, exc_cfg.get("per_step_k8s_config", {})),
+            enable_owner_references=check.opt_bool_param(
+                exc_cfg.get("enable_owner_references"), "enable_owner_references", False
+            ),
+        ),
+        retries=RetryMode.from_config(exc_cfg["retries"]),  # type: ignore[arg-type]
+        max_concurrent=cast("int | None", max_concurrent),
+        tag_concurrency_limits=check.opt_list_elem(exc_cfg, "tag_concurrency_limits"),
+        should_verify_step=True,
+        check_step_health_interval_seconds=cast(
+            int, exc_cfg.get("check_step_health_interval_seconds", settings.health_check_seconds)
+        ),
+        step_dependency_config=StepDependencyConfig.from_config(
+            exc_cfg.get("step_dependency_config")  # type: ignore[arg-type]
+        ),
+    )
+
+
+def k8s_executor(deployment: str) -> Any:
+    """The executor for ``KTX_DEPLOYMENT=minikube|eks``; settings are read when a run starts."""
+    dep = deployment.strip().lower()
+    if dep not in DEPLOYMENTS:
+        raise ValueError(f"k8s_executor: deployment {deployment!r} is not one of {', '.join(DEPLOYMENTS)}")
+    if dep == "eks":
+        # Fail at load time, not in the middle of a run, when the data dir is unusable.
+        K8sSettings.from_env(dep)
+    return _with_deployment(dep)
+
+
+def _with_deployment(dep: str) -> Any:
+    @executor(
+        name=f"ktx_k8s_{dep}",
+        config_schema=_KTX_EXECUTOR_CONFIG_SCHEMA,
+        requirements=multiple_process_executor_requirements(),
+    )
+    def _executor(init_context: InitExecutorContext) -> Executor:
+        return _build_executor(init_context, dep)
+
+    return _executor
+
+
+def render_step_job(
+    settings: K8sSettings,
+    *,
+    transformation: str,
+    partition: str | None,
+    k8s_config: Mapping[str, Any],
+    job_name: str = "dagster-step-0123456789abcdef0123456789abcdef",
+    args: Sequence[str] = ("dagster", "api", "execute_step"),
+) -> dict[str, Any]:
+    """The Job manifest the executor builds for one step, without a Dagster run.
+
+    Same merge order as :meth:`KtxK8sStepHandler._get_container_context` (settings, op
+    tag ``dagster-k8s/config``, ktx labels) and the same upstream ``construct_dagster_k8s_job``;
+    used by the static checks and handy for ``kubectl apply --dry-run=server``.
+    """
+    import kubernetes.client
+    from dagster_k8s.job import construct_dagster_k8s_job, get_user_defined_k8s_config
+
+    context = settings.base_container_context()
+    context = context.merge(
+        K8sContainerContext(
+            run_k8s_config=get_user_defined_k8s_config({"dagster-k8s/config": json.dumps(dict(k8s_config))})
+        )
+    )
+    labels = step_labels(transformation, partition)
+    extra: dict[str, Any] = {"job_metadata": {"labels": labels}, "pod_template_spec_metadata": {"labels": labels}}
+    if partition is not None:
+        extra["job_metadata"]["annotations"] = {PARTITION_KEY_ANNOTATION: partition}
+        extra["pod_template_spec_metadata"]["annotations"] = {PARTITION_KEY_ANNOTATION: partition}
+    context = _add_gpu_toleration(
+        context.merge(K8sContainerContext(run_k8s_config=UserDefinedDagsterK8sConfig.from_dict(extra)))
+    )
+    job = construct_dagster_k8s_job(
+        job_config=settings.job_config(None),
+        args=list(args),
+        job_name=job_name,
+        pod_name=job_name,
+        component="step_worker",
+        user_defined_k8s_config=context.run_k8s_config,
+        labels={"dagster/job": "__ASSET_JOB", "dagster/op": transformation},
+        env_vars=[{"name": "DAGSTER_RUN_STEP_KEY", "value": transformation}],
+    )
+    body = kubernetes.client.ApiClient().sanitize_for_serialization(job)
+    body["metadata"]["namespace"] = settings.namespace
+    return body
+
