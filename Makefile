@@ -39,10 +39,25 @@ dev: venv $(DAGSTER_HOME)/dagster.yaml
 	$(PY) -m ktx_dagster sync
 	$(VENV)/bin/dagster dev -w workspace.yaml
 
-test: venv
-	$(PY) -m pytest $(PYTEST_ARGS)
+# Debian packages the tests need (Chromium for the UI tests, PostgreSQL for the shared
+# instance, shellcheck for the scripts); installs only what is missing.
+system-deps:
+	bash .ci/system-deps.sh
 
-test-heavy: venv
+# checkov lives in its own virtualenv: its pinned dependencies clash with dagster's.
+$(TOOLS_VENV)/.installed:
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install -q --upgrade pip
+	$(TOOLS_VENV)/bin/pip install -q 'checkov>=3.2,<4'
+	touch $@
+
+tools: $(TOOLS_VENV)/.installed
+
+# In CI a missing tool fails its tests instead of skipping them.
+test: venv system-deps tools
+	KTX_REQUIRE_STATIC_TOOLS=1 KTX_REQUIRE_POSTGRES=1 KTX_REQUIRE_BROWSER=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+test-heavy: venv system-deps tools
 	$(PY) -m pytest -m heavy $(PYTEST_ARGS)
 
 bench: venv

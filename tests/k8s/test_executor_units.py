@@ -1,0 +1,150 @@
+"""Pure parts of executors/k8s.py: label sanitizer, settings from env, rendered Job spec.
+No cluster, no emulator: these run in every `pytest` invocation."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from executors.k8s import (
+    K8sSettings,
+    k8s_executor,
+    render_step_job,
+    sanitize_label_value,
+    step_labels,
+)
+from ktx_dagster.testing.k8s_rules import is_valid_label_value, object_rule_errors
+
+ODD_KEYS = [
+    "0-999",
+    "a/b|c",
+    "2024-01-01|us-east",  # a multi-partition key
+    "k" * 200,
+    "-leading-and-trailing-",
+    "_x_",
+    "spaces in key",
+    "ünïcödé",
+    "a" * 63,
+    "a" * 64,
+    "",
+    "mpd.slice.0-999.json",
+    "....",
+    "a-_b",
+]
+
+
+@pytest.mark.parametrize("key", ODD_KEYS)
+def test_sanitized_label_is_valid_and_stable(key):
+    value = sanitize_label_value(key)
+    assert is_valid_label_value(value), value
+    assert len(value) <= 63
+    assert sanitize_label_value(key) == value
+
+
+@pytest.mark.parametrize("key", ["0-999", "part_00001.txt", "a" * 63, "", "A.b-C_d"])
+def test_valid_values_are_kept_verbatim(key):
+    assert sanitize_label_value(key) == key
+
+
+def test_changed_values_carry_a_hash_of_the_original():
+    digest = hashlib.sha256(b"a/b|c").hexdigest()[:10]
+    assert sanitize_label_value("a/b|c") == f"a-b-c-{digest}"
+    long = sanitize_label_value("k" * 200)
+    assert long.startswith("k" * 52) and long.endswith(hashlib.sha256(("k" * 200).encode()).hexdigest()[:10])
+    # different keys that clean to the same text still get different labels
+    assert sanitize_label_value("a/b") != sanitize_label_value("a|b")
+    assert sanitize_label_value("é") == hashlib.sha256("é".encode()).hexdigest()[:10]
+
+
+def test_step_labels():
+    assert step_labels("hello_world", "part_1.txt") == {
+        "ktx/transformation": "hello_world",
+        "ktx/partition": "part_1.txt",
+    }
+    assert step_labels("t", None) == {"ktx/transformation": "t"}
+
+
+def test_settings_minikube_defaults():
+    s = K8sSettings.from_env("minikube", env={})
+    assert (s.namespace, s.image, s.image_pull_policy, s.service_account) == (
+        "ktx", "ktx-dagster:dev", "IfNotPresent", "ktx-step")
+    assert s.data_dir == "/mnt/data" and s.host_data_path == "/mnt/data"
+    assert s.instance_configmap == "ktx-dagster-instance" and s.pg_password_secret == "ktx-postgres"
+    assert not s.in_cluster
+
+
+def test_settings_from_env_overrides():
+    env = {
+        "KTX_K8S_NAMESPACE": "ns",
+        "KTX_IMAGE": "img:1",
+        "KTX_IMAGE_PULL_POLICY": "Never",
+        "KTX_SERVICE_ACCOUNT": "sa",
+        "KTX_INSTANCE_CONFIGMAP": "cm",
+        "KTX_ENV_CONFIGMAPS": "a, b",
+        "KTX_ENV_SECRETS": "s",
+        "KTX_POD_ENV": "X=1,Y",
+        "KUBECONFIG": "/k/config:/other",
+        "KTX_JOB_TTL_SECONDS": "60",
+        "KTX_JOB_BACKOFF_LIMIT": "2",
+        "KTX_K8S_MAX_CONCURRENT": "4",
+    }
+    s = K8sSettings.from_env("minikube", env=env)
+    assert (s.namespace, s.image, s.image_pull_policy, s.service_account) == ("ns", "img:1", "Never", "sa")
+    assert s.env_configmaps == ("a", "b") and s.env_secrets == ("s",) and s.env_vars == ("X=1", "Y")
+    assert s.kubeconfig == "/k/config"
+    assert (s.job_ttl_seconds, s.backoff_limit, s.max_concurrent) == (60, 2, 4)
+
+
+def test_settings_eks_needs_s3_and_uses_no_host_path():
+    with pytest.raises(ValueError, match="s3://"):
+        K8sSettings.from_env("eks", env={"KTX_DATA_DIR": "/mnt/data"})
+    s = K8sSettings.from_env("eks", env={"KTX_DATA_DIR": "s3://bucket/ktx", "KTX_IMAGE": "1.dkr.ecr/x:1",
+                                         "KUBERNETES_SERVICE_HOST": "10.0.0.1"})
+    assert s.data_dir == "s3://bucket/ktx" and s.host_data_path is None and s.in_cluster
+    job = render_step_job(s, transformation="t", partition="p", k8s_config={})
+    pod = job["spec"]["template"]["spec"]
+    assert all("hostPath" not in v for v in pod["volumes"])
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["KTX_DATA_DIR"] == "s3://bucket/ktx"
+    assert not any("AWS_SECRET" in name or "AWS_ACCESS" in name for name in env)
+
+
+def test_settings_reject_bad_values():
+    with pytest.raises(ValueError):
+        K8sSettings.from_env("minikube", env={"KTX_IMAGE_PULL_POLICY": "Sometimes"})
+    with pytest.raises(ValueError):
+        K8sSettings.from_env("minikube", env={"KTX_JOB_TTL_SECONDS": "1h"})
+    with pytest.raises(ValueError):
+        K8sSettings.from_env("local", env={})
+    with pytest.raises(ValueError):
+        k8s_executor("docker")
+
+
+def test_rendered_job_carries_resources_gpu_toleration_and_valid_labels():
+    s = K8sSettings.from_env("minikube", env={})
+    config = {
+        "container_config": {"resources": {
+            "requests": {"cpu": "1", "memory": "4500Mi", "ephemeral-storage": "1Gi", "nvidia.com/gpu": "1"},
+            "limits": {"cpu": "1", "memory": "4950Mi", "ephemeral-storage": "1Gi", "nvidia.com/gpu": "1"},
+        }},
+        "pod_spec_config": {"node_selector": {"eks.amazonaws.com/instance-gpu-manufacturer": "nvidia"}},
+    }
+    job = render_step_job(s, transformation="co_occurrence", partition="part_00|total", k8s_config=config)
+    pod = job["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["resources"] == config["container_config"]["resources"]
+    assert pod["nodeSelector"] == {"eks.amazonaws.com/instance-gpu-manufacturer": "nvidia"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    assert job["metadata"]["annotations"]["ktx/partition-key"] == "part_00|total"
+    assert object_rule_errors(job) == []
+    assert pod["automountServiceAccountToken"] is False
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_k8s_executor_is_an_executor_definition():
+    from dagster import ExecutorDefinition
+
+    ex = k8s_executor("minikube")
+    assert isinstance(ex, ExecutorDefinition)
+    assert ex.name == "ktx_k8s_minikube"

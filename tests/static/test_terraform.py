@@ -1,0 +1,117 @@
+"""terraform/ parses (python-hcl2) and says what the deployment relies on."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import hcl2
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TF = REPO / "terraform"
+
+pytestmark = pytest.mark.static
+
+
+def _clean(value):
+    """python-hcl2 >= 7 keeps string quotes and marks blocks; normalise across versions."""
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items() if k not in ("__is_block__", "__comments__")}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+def _one(value):
+    return value[0] if isinstance(value, list) else value
+
+
+@pytest.fixture(scope="module")
+def tf() -> dict:
+    merged: dict = {}
+    files = sorted(TF.glob("*.tf"))
+    assert files
+    for path in files:
+        with path.open() as f:
+            parsed = _clean(hcl2.load(f))
+        for block, items in parsed.items():
+            merged.setdefault(block, []).extend(items if isinstance(items, list) else [items])
+    return merged
+
+
+def _blocks(tf: dict, kind: str, type_: str) -> dict:
+    out = {}
+    for item in tf.get(kind, []):
+        for t, named in item.items():
+            if t.strip('"') == type_:
+                for name, body in named.items():
+                    out[name.strip('"')] = body
+    return out
+
+
+def _text(value) -> str:
+    return json.dumps(value)
+
+
+def test_modules_are_the_community_ones_pinned(tf):
+    modules = {name.strip('"'): body for item in tf["module"] for name, body in item.items()}
+    assert modules["vpc"]["source"] == "terraform-aws-modules/vpc/aws"
+    assert modules["eks"]["source"] == "terraform-aws-modules/eks/aws"
+    assert all(m.get("version") for m in modules.values())
+    compute = _one(modules["eks"]["cluster_compute_config"])
+    assert compute["enabled"] is True  # EKS Auto Mode
+
+
+def test_bucket_is_encrypted_versioned_private_and_tls_only(tf):
+    assert _one(_blocks(tf, "resource", "aws_s3_bucket_versioning")["data"]["versioning_configuration"])["status"] == "Enabled"
+    sse = _text(_blocks(tf, "resource", "aws_s3_bucket_server_side_encryption_configuration")["data"])
+    assert "aws:kms" in sse
+    pab = _blocks(tf, "resource", "aws_s3_bucket_public_access_block")["data"]
+    for key in ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets"):
+        assert pab[key] is True
+    policy = _text(_blocks(tf, "data", "aws_iam_policy_document")["data_bucket"])
+    assert "aws:SecureTransport" in policy and '"Deny"' in policy
+
+
+def test_ecr_is_immutable_scanned_encrypted(tf):
+    repo = _blocks(tf, "resource", "aws_ecr_repository")["ktx"]
+    assert repo["image_tag_mutability"] == "IMMUTABLE"
+    assert _one(repo["image_scanning_configuration"])["scan_on_push"] is True
+    assert _one(repo["encryption_configuration"])["encryption_type"] == "KMS"
+
+
+def test_pod_role_is_scoped_to_the_bucket(tf):
+    code = "".join(
+        line for p in TF.glob("*.tf") for line in p.read_text().splitlines(True) if not line.lstrip().startswith("#")
+    )
+    assert "AdministratorAccess" not in code and "iam::aws:policy" not in code
+    text = code
+    assert "aws_access_key" not in text.lower()
+    policy = _blocks(tf, "data", "aws_iam_policy_document")["pods_data"]
+    statements = policy["statement"] if isinstance(policy["statement"], list) else [policy["statement"]]
+    for statement in statements:
+        resources = _text(statement["resources"])
+        assert '"*"' not in resources
+        assert "aws_s3_bucket.data.arn" in resources or "aws_kms_key.ktx.arn" in resources
+    trust = _text(_blocks(tf, "data", "aws_iam_policy_document")["pod_trust"])
+    assert "AssumeRoleWithWebIdentity" in trust and "system:serviceaccount" in trust
+
+
+def test_variables_and_outputs(tf):
+    variables = {name.strip('"') for item in tf["variable"] for name in item}
+    assert {"region", "name", "bucket_name"} <= variables
+    outputs = {name.strip('"') for item in tf["output"] for name in item}
+    assert {"data_bucket", "ecr_repository_url", "pod_role_arn", "kubeconfig_command"} <= outputs
+
+
+def test_terraform_fmt_when_available():
+    terraform = shutil.which("terraform")
+    if not terraform:
+        pytest.skip("terraform binary not installed (parsing is covered by python-hcl2)")
+    result = subprocess.run([terraform, "fmt", "-check", "-recursive", str(TF)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
