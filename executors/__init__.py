@@ -36,7 +36,11 @@ def max_concurrent() -> int:
 
 def executor_for(name: str) -> dg.ExecutorDefinition:
     if name == "local":
-        return dg.multiprocess_executor.configured({"max_concurrent": max_concurrent()})
+        # forkserver: step processes fork from a server that has dagster and the code location
+        # imported already, instead of a fresh interpreter importing them for every task.
+        return dg.multiprocess_executor.configured(
+            {"max_concurrent": max_concurrent(), "start_method": {"forkserver": {}}}
+        )
     if name in ("minikube", "eks"):
         from executors.k8s import k8s_executor
 

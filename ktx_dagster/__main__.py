@@ -52,7 +52,8 @@ def cmd_materialize(args: argparse.Namespace, instance: dg.DagsterInstance | Non
     instance = instance or _instance()
     cmd_sync(args, instance)
     outcomes = materialize(
-        args.select, instance, args.max_concurrent or max_concurrent(), only_partitions=args.partition
+        args.select, instance, args.max_concurrent or max_concurrent(), only_partitions=args.partition,
+        missing_only=getattr(args, "missing", False),
     )
     print("\nsummary:")
     failed = 0
@@ -61,7 +62,7 @@ def cmd_materialize(args: argparse.Namespace, instance: dg.DagsterInstance | Non
         print(f"  {o.asset:<28} {state:<20} {o.seconds:6.1f}s")
         failed += len(o.failed) + o.skipped
     if failed:
-        print("Re-run after a fix: python -m ktx_dagster materialize --select <asset> --partition <key>")
+        print("After a fix, re-run what failed or never ran: python -m ktx_dagster materialize --missing")
     return 1 if failed else 0
 
 
@@ -93,17 +94,15 @@ def main(argv: list[str] | None = None) -> int:
         if name == "materialize":
             p.add_argument("--select", nargs="*", default=None, help="asset selection (default: all)")
             p.add_argument("--partition", nargs="*", default=None, help="only these partition keys")
-    p = sub.add_parser("run-partition", help="(internal) one run of one partition, prints a JSON result")
+            p.add_argument("--missing", action="store_true",
+                           help="only partitions not materialized yet (reuse finished work, re-run failures)")
+    p = sub.add_parser("worker", help="(internal) run partitions named on stdin, one JSON result each")
     p.add_argument("--module", required=True)
-    p.add_argument("--asset", required=True)
-    p.add_argument("--partition", default=None)
     args = parser.parse_args(argv)
-    if args.command == "run-partition":
-        import json
+    if args.command == "worker":
+        from ktx_dagster.launch import worker_loop
 
-        from ktx_dagster.launch import run_partition
-
-        print(json.dumps(run_partition(args.module, args.asset, args.partition, _instance())))
+        worker_loop(args.module, _instance())
         return 0
     if args.command == "sample":
         cmd_sample(args)

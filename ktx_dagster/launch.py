@@ -5,17 +5,23 @@ This is kube-transform's controller (submit jobs in dependency order, wait, go o
 with Dagster's own pieces: each run is a real run in the instance under DAGSTER_HOME, executed
 by the deployment's executor (multiprocess locally, one pod per step on Kubernetes). In the
 UI the same thing is a backfill, run by the daemon.
+
+Runs are executed by N long-lived worker processes (`python -m ktx_dagster worker`) that take
+the next partition from a shared queue: each worker loads the code location once, and a slow
+partition never holds up the others (a free worker takes the next key). A worker that dies
+(crash, OOM kill) fails only the partition it held and is replaced.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -25,6 +31,7 @@ from dagster._core.definitions.reconstruct import ReconstructableRepository
 CODE_LOCATION_MODULE = "ktx_dagster.definitions"
 # Task logs (started / finished, counts) at INFO; Dagster's per-event DEBUG lines stay in the UI.
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+RESULT_PREFIX = "KTX-RESULT "
 
 
 @dataclass
@@ -42,7 +49,10 @@ def _first_error(result: dg.ExecuteInProcessResult | object) -> str:
             data = event.event_specific_data
             error = getattr(data, "error", None)
             if error is not None:
-                return error.message.strip().splitlines()[0][:300]
+                cause = error
+                while cause.cause is not None:  # the user's exception, not Dagster's wrapper
+                    cause = cause.cause
+                return cause.message.strip().splitlines()[0][:300]
     return "failed (see the run's logs in the UI)"
 
 
@@ -62,21 +72,92 @@ def run_partition(module: str, asset: str, partition: str | None, instance: dg.D
     return {"success": result.success, "run_id": result.run_id, "error": None if result.success else _first_error(result)}
 
 
-def run_partition_in_subprocess(module: str, asset: str, partition: str | None) -> dict:
-    """Each run in its own process, as Dagster's run launcher does: runs share nothing in memory
-    (Dagster's in-process execution is not meant to be driven from several threads)."""
-    logs = os.path.join(os.environ["DAGSTER_HOME"], "ktx-cli-logs", asset.replace("/", "__"))
-    os.makedirs(logs, exist_ok=True)
-    log_path = os.path.join(logs, f"{partition or 'all'}.log".replace("/", "_").replace("|", "_"))
-    cmd = [sys.executable, "-m", "ktx_dagster", "run-partition", "--module", module, "--asset", asset]
-    if partition is not None:
-        cmd += ["--partition", partition]
-    with open(log_path, "w") as log_file:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log_file, text=True)
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith("{"):
-            return {**json.loads(line), "log": log_path}
-    return {"success": False, "run_id": "-", "error": f"run process exited with {proc.returncode}", "log": log_path}
+def worker_loop(module: str, instance: dg.DagsterInstance) -> None:
+    """`python -m ktx_dagster worker`: read {"asset", "partition"} lines, run each, answer."""
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        job = json.loads(line)
+        try:
+            result = run_partition(module, job["asset"], job["partition"], instance)
+        except Exception as exc:  # a broken definition must not kill the worker silently
+            result = {"success": False, "run_id": "-", "error": f"{type(exc).__name__}: {exc}"[:300]}
+        sys.stdout.write(RESULT_PREFIX + json.dumps(result) + "\n")
+        sys.stdout.flush()
+
+
+class WorkerPool:
+    """N worker processes, each fed one partition at a time from a shared queue."""
+
+    def __init__(self, size: int, module: str):
+        self.size, self.module = size, module
+        self.log_dir = os.path.join(os.environ["DAGSTER_HOME"], "ktx-cli-logs")
+        os.makedirs(self.log_dir, exist_ok=True)
+        self._procs: list[subprocess.Popen | None] = [None] * size
+
+    def _proc(self, slot: int) -> subprocess.Popen:
+        proc = self._procs[slot]
+        if proc is None or proc.poll() is not None:
+            log = open(os.path.join(self.log_dir, f"worker-{slot}.log"), "a")
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "ktx_dagster", "worker", "--module", self.module],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1,
+            )
+            self._procs[slot] = proc
+        return proc
+
+    def _run(self, slot: int, asset: str, partition: str | None) -> dict:
+        proc = self._proc(slot)
+        log = os.path.join(self.log_dir, f"worker-{slot}.log")
+        try:
+            proc.stdin.write(json.dumps({"asset": asset, "partition": partition}) + "\n")
+            proc.stdin.flush()
+            for line in proc.stdout:
+                if line.startswith(RESULT_PREFIX):
+                    return {**json.loads(line[len(RESULT_PREFIX):]), "log": log}
+        except BrokenPipeError:
+            pass
+        code = proc.wait()
+        self._procs[slot] = None
+        return {"success": False, "run_id": "-", "error": f"worker process died (exit {code})", "log": log}
+
+    def map(self, asset: str, partitions: Sequence[str | None], on_result: Callable[[str | None, dict, float], None]) -> None:
+        todo: queue.Queue = queue.Queue()
+        for partition in partitions:
+            todo.put(partition)
+        lock = threading.Lock()
+
+        def drain(slot: int) -> None:
+            while True:
+                try:
+                    partition = todo.get_nowait()
+                except queue.Empty:
+                    return
+                started = time.perf_counter()
+                result = self._run(slot, asset, partition)
+                with lock:
+                    on_result(partition, result, time.perf_counter() - started)
+
+        threads = [threading.Thread(target=drain, args=(slot,)) for slot in range(min(self.size, len(partitions)))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    def close(self) -> None:
+        for proc in self._procs:
+            if proc is not None and proc.poll() is None:
+                proc.stdin.close()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+def _materialized(instance: dg.DagsterInstance, key: dg.AssetKey, keys: Sequence[str | None]) -> set[str | None]:
+    if keys == [None]:
+        return {None} if instance.get_latest_materialization_event(key) is not None else set()
+    return set(instance.get_materialized_partitions(key)) & set(keys)
 
 
 def partition_keys_for(asset: dg.AssetsDefinition, instance: dg.DagsterInstance) -> list[str | None]:
@@ -93,46 +174,53 @@ def materialize(
     only_partitions: Sequence[str] | None = None,
     log: Callable[[str], None] = print,
     module: str = CODE_LOCATION_MODULE,
+    missing_only: bool = False,
 ) -> list[AssetOutcome]:
-    """Run every partition of the selected assets (default: all), upstream first."""
-    recon_repo = ReconstructableRepository.for_module(module, "defs")
-    repo_def = recon_repo.get_definition()
+    """Run every partition of the selected assets (default: all), upstream first.
+
+    missing_only: reuse finished work, running only partitions never materialized (kubeface's
+    "re-use work of crashed jobs"; after a fix, re-runs exactly what failed).
+    """
+    repo_def = ReconstructableRepository.for_module(module, "defs").get_definition()
     graph = repo_def.asset_graph
+    # Dagster's selection syntax: "hello_world", "group:spotify_mpc", "+evaluation", ...
     wanted = (
-        dg.AssetSelection.from_coercible(list(selection)).resolve(graph)
+        dg.AssetSelection.from_string(" or ".join(selection)).resolve(graph)
         if selection
         else set(graph.materializable_asset_keys)
     )
     order = [key for level in graph.toposorted_asset_keys_by_level for key in sorted(level) if key in wanted]
     outcomes: list[AssetOutcome] = []
     failed_assets: set[dg.AssetKey] = set()
-    for key in order:
-        name = key.to_user_string()
-        outcome = AssetOutcome(asset=name)
-        outcomes.append(outcome)
-        if graph.get(key).parent_keys & failed_assets:
-            outcome.skipped = True
-            failed_assets.add(key)
-            log(f"{name}: skipped, an upstream transformation failed")
-            continue
-        asset_def = repo_def.assets_defs_by_key[key]
-        keys = partition_keys_for(asset_def, instance)
-        if only_partitions is not None:
-            keys = [k for k in keys if k in set(only_partitions)]
-        if not keys:
-            log(f"{name}: no partitions yet (no input files under the data dir?)")
-            continue
-        log(f"{name}: {len(keys)} partition(s), up to {max_concurrent} at once")
-        started = time.perf_counter()
+    pool = WorkerPool(max_concurrent, module)
+    try:
+        for key in order:
+            name = key.to_user_string()
+            outcome = AssetOutcome(asset=name)
+            outcomes.append(outcome)
+            if graph.get(key).parent_keys & failed_assets:
+                outcome.skipped = True
+                failed_assets.add(key)
+                log(f"{name}: skipped, an upstream transformation failed")
+                continue
+            keys = partition_keys_for(repo_def.assets_defs_by_key[key], instance)
+            if only_partitions is not None:
+                keys = [k for k in keys if k in set(only_partitions)]
+            if missing_only:
+                done = _materialized(instance, key, keys)
+                if done:
+                    log(f"{name}: {len(done)} partition(s) already materialized, reused")
+                keys = [k for k in keys if k not in done]
+                if not keys:
+                    continue
+            if not keys:
+                log(f"{name}: no partitions yet (no input files under the data dir?)")
+                continue
+            log(f"{name}: {len(keys)} partition(s), up to {max_concurrent} at once")
+            started = time.perf_counter()
 
-        def run_one(partition: str | None):
-            t0 = time.perf_counter()
-            return partition, run_partition_in_subprocess(module, name, partition), time.perf_counter() - t0
-
-        with ThreadPoolExecutor(max_workers=max_concurrent) as pool:
-            futures = [pool.submit(run_one, k) for k in keys]
-            for done, future in enumerate(as_completed(futures), 1):
-                partition, result, seconds = future.result()
+            def report(partition: str | None, result: dict, seconds: float) -> None:
+                done = len(outcome.succeeded) + len(outcome.failed) + 1
                 label = f"{name}[{partition}]" if partition is not None else name
                 if result["success"]:
                     outcome.succeeded.append(str(partition))
@@ -140,9 +228,12 @@ def materialize(
                 else:
                     outcome.failed[str(partition)] = result["error"]
                     log(f"  [{done}/{len(keys)}] {label} FAILED (run {str(result['run_id'])[:8]}): {result['error']}")
-                    if result.get("log"):
-                        log(f"      log: {result['log']}")
-        outcome.seconds = time.perf_counter() - started
-        if outcome.failed:
-            failed_assets.add(key)
+                    log(f"      worker log: {result['log']}")
+
+            pool.map(name, keys, report)
+            outcome.seconds = time.perf_counter() - started
+            if outcome.failed:
+                failed_assets.add(key)
+    finally:
+        pool.close()
     return outcomes
