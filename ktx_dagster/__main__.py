@@ -66,18 +66,45 @@ def cmd_materialize(args: argparse.Namespace, instance: dg.DagsterInstance | Non
     return 1 if failed else 0
 
 
+def write_spotify_sample(root) -> None:
+    """The mini contest's synthetic MPD slices + challenge set, unless slices are there already
+    (real MPD files dropped into <data>/spotify_mpc/raw/ are used as they are)."""
+    from spotify_mpc.assets import RAW_DIR, SLICE_FILES
+    from spotify_mpc.generate import main as generate
+    from spotify_mpc.sizes import get_size
+
+    if SLICE_FILES.discover(root):
+        print(f"Spotify MPD: using the slices under {root / RAW_DIR}")
+        return
+    size = get_size()
+    print(f"Spotify MPD: generating the {size.name!r} contest ({size.slices} slices) under {root / RAW_DIR}")
+    generate(["--slices", str(size.slices), "--out", str(root / RAW_DIR), "--seed", "0",
+              "--challenge-size", str(size.official_challenge_size),
+              "--playlists-per-slice", str(size.playlists_per_slice), "--quiet"])
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from assets.hello_world import HELLO_WORLD_FILES
 
-    cmd_sample(argparse.Namespace(parts=4))
-    instance = _instance()
-    code = cmd_materialize(argparse.Namespace(select=None, partition=None, max_concurrent=args.max_concurrent), instance)
     root = data_root()
+    cmd_sample(argparse.Namespace(parts=4))
+    write_spotify_sample(root)
+    instance = _instance()
+    code = cmd_materialize(
+        argparse.Namespace(select=None, partition=None, max_concurrent=args.max_concurrent, missing=False), instance
+    )
     print("\nHello World outputs:")
     for key in HELLO_WORLD_FILES.discover(root):
         path = root / "hello_world" / f"{key}.txt"
         print(f"--- {path}")
         print(path.read_text() if path.exists() else "(missing)", end="")
+    evaluation = instance.get_latest_materialization_event(dg.AssetKey("evaluation"))
+    if evaluation is not None:
+        meta = evaluation.asset_materialization.metadata
+        print("\nSpotify mini contest, evaluation of the model against the popularity baseline")
+        print("(R-precision and NDCG: higher is better; clicks: lower is better):\n")
+        print(meta["scores"].value)
+        print(f"Official export: {root / 'challenge_submission.txt'}")
     return code
 
 
