@@ -13,6 +13,10 @@ With ``KTX_TEST_KUBECONFIG=/path/to/kubeconfig`` the same fixtures use that real
 ``KTX_TEST_NAMESPACE`` (default ``ktx-test``, created if missing) and the data dir is
 ``KTX_TEST_DATA_DIR`` (the laptop directory Minikube mounts at ``/mnt/data``). Tests
 should skip emulator-only assertions with ``cluster.require_emulator()``.
+
+``ktx_postgres`` (per session) yields a throwaway PostgreSQL server
+(:mod:`ktx_dagster.testing.postgres`, Debian's ``postgresql`` binaries) and stops it at the
+end. Without the binaries it skips, or fails when ``KTX_REQUIRE_POSTGRES=1`` (CI).
 """
 
 from __future__ import annotations
@@ -167,4 +171,36 @@ def ktx_k8s_cluster_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator
         yield cluster
 
 
-__all__ = ["K8sTestCluster", "k8s_test_cluster", "ktx_k8s_cluster", "ktx_k8s_cluster_module"]
+@contextlib.contextmanager
+def postgres_or_skip() -> Iterator[Any]:
+    """:func:`~ktx_dagster.testing.postgres.throwaway_postgres`, or skip the test saying what
+    to install; with ``KTX_REQUIRE_POSTGRES=1`` fail instead (CI, where it must be there)."""
+    from ktx_dagster.testing.postgres import PostgresUnavailable, throwaway_postgres
+
+    required = os.environ.get("KTX_REQUIRE_POSTGRES", "").strip().lower() in ("1", "true", "yes")
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(throwaway_postgres())
+        except PostgresUnavailable as exc:
+            message = f"no PostgreSQL for the shared-instance tests: {exc}"
+            if required:
+                pytest.fail(f"{message} (KTX_REQUIRE_POSTGRES=1)", pytrace=False)
+            pytest.skip(message)
+        yield server
+
+
+@pytest.fixture(scope="session")
+def ktx_postgres() -> Iterator[Any]:
+    """A throwaway PostgreSQL server (user and database ``dagster``) on a loopback port."""
+    with postgres_or_skip() as server:
+        yield server
+
+
+__all__ = [
+    "K8sTestCluster",
+    "k8s_test_cluster",
+    "ktx_k8s_cluster",
+    "ktx_k8s_cluster_module",
+    "ktx_postgres",
+    "postgres_or_skip",
+]

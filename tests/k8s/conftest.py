@@ -1,7 +1,8 @@
 """Fixtures for the k8s suite (helpers live in k8s_harness.py).
 
 `ktx_k8s_cluster*` come from ktx_dagster.testing.pytest_plugin: the emulator, or the real
-cluster named by KTX_TEST_KUBECONFIG.
+cluster named by KTX_TEST_KUBECONFIG. `ktx_postgres`: a throwaway PostgreSQL server (skips
+without Debian's `postgresql` binaries, fails instead when KTX_REQUIRE_POSTGRES=1).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ktx_dagster.testing.pytest_plugin import (  # noqa: E402,F401
     K8sTestCluster,
     ktx_k8s_cluster,
     ktx_k8s_cluster_module,
+    ktx_postgres,
 )
 
 

@@ -1,12 +1,27 @@
 """Helpers for the k8s suite: a cluster (emulated unless KTX_TEST_KUBECONFIG), a Dagster
-instance whose runs are launched by a real run launcher, and a helper to launch partition
-runs the way `dagster job launch` / the UI do (create run -> instance.submit_run).
+instance whose runs are launched by a real run launcher, and helpers to launch partition
+runs the way users do: `materialize()` sends the Dagster UI's own GraphQL mutation
+(launchPipelineExecution with an asset selection and a `dagster/partition` tag) to the
+workspace, `launch()` creates a run of a named job and submits it (`dagster job launch`).
+
+Two code locations: the test one (tests/k8s/k8s_code_location.py, odd partition keys,
+crashing and flaky assets) and the project's own, loaded from workspace.yaml exactly as
+`dagster dev -w workspace.yaml` does (`project_harness`).
 
 Emulated case: SQLite in a temp DAGSTER_HOME is enough because the step "pods" are local
-processes sharing this filesystem (and the run's instance_ref). A real cluster needs a
-PostgreSQL instance reachable from the pods: set KTX_TEST_DAGSTER_HOME to a DAGSTER_HOME
-whose dagster.yaml uses postgres (see deploy/minikube), KTX_TEST_IMAGE to an image with
-this repo, and KTX_TEST_DATA_DIR to the directory mounted at /mnt/data.
+processes sharing this filesystem (they write through the run's instance_ref); the
+ConfigMaps/Secret that deploy/minikube applies are seeded into the emulator.
+
+Real cluster (KTX_TEST_KUBECONFIG, e.g. Minikube after deploy/minikube/up.sh): nothing is
+seeded, the namespace (KTX_TEST_NAMESPACE, use `ktx`) must hold what up.sh applied, and
+  KTX_TEST_DAGSTER_HOME  a DAGSTER_HOME whose dagster.yaml uses PostgreSQL that the pods
+                         reach too (up.sh's .dagster_home/minikube, DAGSTER_PG_* exported,
+                         the port-forward running)
+  KTX_TEST_IMAGE         the image in the cluster (default ktx-dagster:dev, built by up.sh)
+  KTX_TEST_DATA_DIR      the laptop directory mounted at /mnt/data (default ./data)
+Project tests work in a fresh `ktx-test-<id>` folder of the data dir (pods get it through
+KTX_HOST_DATA_PATH=/mnt/data/ktx-test-<id>), so they never touch your own inputs; the test
+code location is not in the image, so its tests skip on a real cluster.
 """
 
 from __future__ import annotations
@@ -30,7 +45,14 @@ for _path in (REPO_ROOT, Path(__file__).resolve().parent):
 from ktx_dagster.testing.pytest_plugin import K8sTestCluster  # noqa: E402
 
 CODE_LOCATION = Path(__file__).with_name("k8s_code_location.py")
-TEST_IMAGE = os.environ.get("KTX_TEST_IMAGE", "ktx-dagster:test")
+TEST_LOCATION = "ktx_k8s_test"
+PROJECT_LOCATION = "ktx_dagster"  # workspace.yaml's location_name
+WORKSPACE_YAML = REPO_ROOT / "workspace.yaml"
+_REAL = bool(os.environ.get("KTX_TEST_KUBECONFIG"))
+TEST_IMAGE = os.environ.get("KTX_TEST_IMAGE", "ktx-dagster:dev" if _REAL else "ktx-dagster:test")
+# What deploy/minikube/up.sh leaves in the namespace; a real cluster must already have them.
+CLUSTER_CONFIG = (("configmaps", "ktx-dagster-instance"), ("configmaps", "ktx-instance-env"),
+                  ("secrets", "ktx-postgres"), ("serviceaccounts", "ktx-step"))
 # `dagster dev` queues runs and its daemon hands them to the run launcher; the tests skip the
 # daemon by submitting straight to the (same, default) run launcher.
 INSTANCE_YAML = """\
@@ -42,21 +64,73 @@ run_coordinator:
 """
 
 
-def seed_cluster_config(cluster: K8sTestCluster) -> None:
-    """What deploy/minikube applies: instance ConfigMap, Postgres Secret, env ConfigMap."""
+def seed_cluster_config(
+    cluster: K8sTestCluster,
+    instance_yaml: str = INSTANCE_YAML,
+    instance_env: Mapping[str, str] | None = None,
+    pg_password: str = "not-used-here",
+) -> None:
+    """What deploy/minikube applies: instance ConfigMap, Postgres Secret, env ConfigMap.
+
+    Emulator only: on a real cluster these belong to up.sh and are never overwritten."""
+    assert cluster.emulated, "seed_cluster_config would overwrite a real cluster's config"
     cluster.apply(
         "configmaps",
-        {"metadata": {"name": "ktx-dagster-instance"}, "data": {"dagster.yaml": INSTANCE_YAML}},
+        {"metadata": {"name": "ktx-dagster-instance"}, "data": {"dagster.yaml": instance_yaml}},
     )
     cluster.apply(
         "secrets",
-        {"metadata": {"name": "ktx-postgres"}, "stringData": {"postgresql-password": "not-used-here"}},
+        {"metadata": {"name": "ktx-postgres"}, "stringData": {"postgresql-password": pg_password}},
     )
     cluster.apply(
         "configmaps",
-        {"metadata": {"name": "ktx-instance-env"}, "data": {"KTX_FROM_ENV_CONFIGMAP": "yes"}},
+        {"metadata": {"name": "ktx-instance-env"},
+         "data": dict(instance_env if instance_env is not None else {"KTX_FROM_ENV_CONFIGMAP": "yes"})},
     )
     cluster.apply("serviceaccounts", {"metadata": {"name": "ktx-step"}})
+
+
+def require_cluster_config(cluster: K8sTestCluster) -> None:
+    """A real cluster must hold what deploy/minikube/up.sh applied (skip with how, if not)."""
+    import kubernetes
+
+    read = {
+        "configmaps": cluster.core.read_namespaced_config_map,
+        "secrets": cluster.core.read_namespaced_secret,
+        "serviceaccounts": cluster.core.read_namespaced_service_account,
+    }
+    missing = []
+    for plural, name in CLUSTER_CONFIG:
+        try:
+            read[plural](name, cluster.namespace)
+        except kubernetes.client.ApiException as exc:
+            if exc.status != 404:
+                raise
+            missing.append(f"{plural}/{name}")
+    if missing:
+        pytest.skip(
+            f"namespace {cluster.namespace!r} lacks {', '.join(missing)}: run deploy/minikube/up.sh "
+            "and set KTX_TEST_NAMESPACE=ktx"
+        )
+
+
+@contextlib.contextmanager
+def data_sandbox(cluster: K8sTestCluster) -> Iterator[tuple[Path, str]]:
+    """A fresh folder under the cluster's data dir: (local path, the node's hostPath).
+
+    Pods mount the hostPath at /mnt/data (KTX_HOST_DATA_PATH), the launching process uses the
+    local path as KTX_DATA_DIR: the same files, seen from both sides, and on a real cluster
+    never the user's own inputs."""
+    import shutil
+    import uuid
+
+    name = f"ktx-test-{uuid.uuid4().hex[:8]}"
+    local = cluster.data_dir / name
+    local.mkdir(parents=True)
+    try:
+        yield local, f"/mnt/data/{name}"
+    finally:
+        shutil.rmtree(local, ignore_errors=True)
 
 
 @dataclass
@@ -65,6 +139,30 @@ class DagsterK8sHarness:
     instance: Any
     workspace: Any  # WorkspaceProcessContext
     dagster_home: Path
+    location_name: str = TEST_LOCATION
+
+    def materialize(self, asset: str, partition: str | None) -> str:
+        """Launch one partition of one asset exactly as the UI's Materialize button does: the
+        launchPipelineExecution GraphQL mutation (implicit asset job, asset selection, the
+        `dagster/partition` tag), answered by this workspace. Checks of the asset come along,
+        as in the UI. Queued runs are then handed to the run launcher, which is what the
+        daemon's run queue would do next (`dagster dev` runs that daemon)."""
+        from dagster import AssetKey, DagsterRunStatus
+        from dagster_graphql.test.utils import materialize_assets
+
+        ctx = self.workspace.create_request_context()
+        keys = [AssetKey.from_user_string(asset)]
+        if partition is None:
+            result = materialize_assets(ctx, keys, location_name=self.location_name)
+        else:
+            (result,) = materialize_assets(ctx, keys, [partition], location_name=self.location_name)
+        data = result.data["launchPipelineExecution"]
+        assert data["__typename"] == "LaunchRunSuccess", data
+        run_id = data["run"]["runId"]
+        run = self.instance.get_run_by_id(run_id)
+        if run is not None and run.status == DagsterRunStatus.QUEUED:
+            self.instance.launch_run(run_id, self.workspace.create_request_context())
+        return run_id
 
     def launch(self, job_name: str, partition: str, tags: Mapping[str, str] | None = None) -> str:
         """Create a run for one partition and submit it: the instance's run coordinator and
@@ -72,7 +170,7 @@ class DagsterK8sHarness:
         from dagster._cli.job import _create_run
 
         ctx = self.workspace.create_request_context()
-        location = ctx.get_code_location("ktx_k8s_test")
+        location = ctx.get_code_location(self.location_name)
         repo = next(iter(location.get_repositories().values()))
         remote_job = repo.get_full_job(job_name)
         run = _create_run(
@@ -140,21 +238,40 @@ def dagster_harness(
     dagster_home: Path,
     instance_yaml: str = INSTANCE_YAML,
     extra_env: Mapping[str, str] | None = None,
+    target: Any = None,
+    location_name: str = TEST_LOCATION,
+    seed: bool = True,
 ) -> Iterator[DagsterK8sHarness]:
+    """A Dagster instance + workspace (code server) whose runs launch steps on `cluster`.
+
+    `target`: a dagster workspace load target (default: the test code location). `seed`:
+    put deploy/minikube's ConfigMaps/Secret into the emulator (False: the caller did)."""
     from dagster import DagsterInstance
     from dagster._core.workspace.context import WorkspaceProcessContext
     from dagster._core.workspace.load_target import PythonFileTarget
 
     real = not cluster.emulated
+    if target is None:
+        if real:
+            pytest.skip("the test code location (tests/k8s) is not in the image; on a real cluster "
+                        "the project-definition tests (test_project_on_k8s.py) run instead")
+        target = PythonFileTarget(
+            python_file=str(CODE_LOCATION),
+            attribute="defs",
+            working_directory=str(REPO_ROOT),
+            location_name=location_name,
+        )
     if real:
         home = os.environ.get("KTX_TEST_DAGSTER_HOME")
         if not home:
             pytest.skip("a real cluster needs KTX_TEST_DAGSTER_HOME (PostgreSQL instance reachable from pods)")
         dagster_home = Path(home)
+        require_cluster_config(cluster)
     else:
         dagster_home.mkdir(parents=True, exist_ok=True)
         (dagster_home / "dagster.yaml").write_text(instance_yaml)
-    seed_cluster_config(cluster)
+        if seed:
+            seed_cluster_config(cluster)
     env = {
         "DAGSTER_HOME": str(dagster_home),
         "KUBECONFIG": cluster.kubeconfig,
@@ -169,14 +286,39 @@ def dagster_harness(
     with pytest.MonkeyPatch.context() as mp:
         for key, value in env.items():
             mp.setenv(key, value)
+        mp.chdir(REPO_ROOT)
         with DagsterInstance.get() as instance:
-            target = PythonFileTarget(
-                python_file=str(CODE_LOCATION),
-                attribute="defs",
-                working_directory=str(REPO_ROOT),
-                location_name="ktx_k8s_test",
-            )
             with WorkspaceProcessContext(instance, target) as workspace:
                 errors = workspace.create_request_context().code_location_errors()
                 assert not errors, errors
-                yield DagsterK8sHarness(cluster, instance, workspace, dagster_home)
+                yield DagsterK8sHarness(cluster, instance, workspace, dagster_home, location_name)
+
+
+def project_env(cluster: K8sTestCluster, data_dir: Path, host_data_path: str) -> dict[str, str]:
+    """What up.sh tells you to export before `dagster dev`, for this cluster and data folder."""
+    return {
+        "KTX_DEPLOYMENT": "minikube",
+        "KTX_DATA_DIR": str(data_dir),
+        "KTX_HOST_DATA_PATH": host_data_path,
+        "KTX_K8S_NAMESPACE": cluster.namespace,
+        "KTX_IMAGE": TEST_IMAGE,
+        "KUBECONFIG": cluster.kubeconfig,
+    }
+
+
+@contextlib.contextmanager
+def project_harness(
+    cluster: K8sTestCluster, dagster_home: Path, data_dir: Path, host_data_path: str
+) -> Iterator[DagsterK8sHarness]:
+    """The project's code location from workspace.yaml (`ktx_dagster.definitions`), as
+    `dagster dev -w workspace.yaml` loads it, with KTX_DEPLOYMENT=minikube."""
+    from dagster._core.workspace.load_target import WorkspaceFileTarget
+
+    with dagster_harness(
+        cluster,
+        dagster_home,
+        extra_env=project_env(cluster, data_dir, host_data_path),
+        target=WorkspaceFileTarget(paths=[str(WORKSPACE_YAML)]),
+        location_name=PROJECT_LOCATION,
+    ) as h:
+        yield h
