@@ -1,0 +1,59 @@
+"""Benchmark the Spotify chain's logic in one process (no Dagster), step by step.
+
+    .venv/bin/python bench/spotify_logic.py [--size 80k] [--seed 0]
+
+Generates the synthetic MPD once under bench/.cache/<size>-seed<seed>/ (reused later), runs
+every asset through spotify_mpc.steps, and prints wall and CPU time per step, an estimate
+of each step's largest task memory, and the model's and the popularity baseline's metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # 1-cpu tasks; BLAS threads only contend
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from spotify_mpc import generate  # noqa: E402
+from spotify_mpc.inprocess import Timings, run_contest  # noqa: E402
+from spotify_mpc.sizes import get_size  # noqa: E402
+
+CACHE = Path(__file__).resolve().parent / ".cache"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", default="80k")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--verbose", action="store_true", help="print every task as it finishes")
+    args = ap.parse_args()
+    size = get_size(args.size)
+    raw = CACHE / f"{size.name}-seed{args.seed}"
+    done = raw / ".complete"
+    if not done.exists():
+        t0 = time.perf_counter()
+        generate.main(["--slices", str(size.slices), "--out", str(raw), "--seed", str(args.seed),
+                       "--challenge-size", str(size.official_challenge_size),
+                       "--playlists-per-slice", str(size.playlists_per_slice)])
+        done.write_text("ok\n")
+        print(f"generation: {time.perf_counter() - t0:.1f}s")
+    t0 = time.perf_counter()
+    timings = Timings(verbose=args.verbose)
+    out = run_contest(raw, size, timings)
+    total = time.perf_counter() - t0
+    print(timings.table().to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    print(f"\nwhole chain: {total:.1f}s wall, {sum(r['cpu_seconds'] for r in timings.rows):.1f}s cpu "
+          f"(size {size.name}, {size.slices} slices, {size.n_parts} parts)\n")
+    print(out["evaluation"].markdown)
+    print(f"model: {out['model']['rows']} training rows, {out['model']['positives']} positives, "
+          f"loss per epoch {[round(x, 4) for x in out['model']['train_loss']]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

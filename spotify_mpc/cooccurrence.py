@@ -1,0 +1,360 @@
+"""The six co-occurrence kinds: per-part partial counts, sharded by key, and their reduction.
+
+Kinds (key -> partner track), counted over the training playlists of one part:
+- total:             track -> every other track of the same playlist (once per playlist)
+- forward:           track -> the track right after it
+- forward_10:        track -> each of the next 10 tracks
+- forward_10_pair:   (previous track, track) -> each of the next 10 tracks
+- forward_10_triple: (two before, previous, track) -> each of the next 10 tracks
+- ngram_track:       title n-gram (see text.ngrams) -> every track of the playlist
+Key counts: playlists containing the key (total, ngram_track), or occurrences of the key
+with at least one follower (the forward kinds). A feature is count / (key count + 5).
+
+Keys are int64 codes: a track id, a stable hash of a pair/triple of ids, or of an n-gram.
+Only keys occurring in the challenge sets are counted (that is all the features ever ask
+for). Partials and reductions are long DataFrames:
+    shard, key, partner, count        (partner = -1: the row holds the key count)
+Every vocabulary key has a key-count row in every partial, even with count 0, so a reduction
+knows its shard's vocabulary from any one part and can add parts as sparse matrices of one
+shape, one part at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from spotify_mpc.challenge import ChallengeView
+from spotify_mpc.hashing import combine, shard_of
+from spotify_mpc.text import title_ngram_pairs
+
+KINDS = ("total", "forward", "forward_10", "forward_10_pair", "forward_10_triple", "ngram_track")
+WINDOW = 10
+KEY_SMOOTHING = 5.0
+
+
+def pair_codes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return combine(a, b)
+
+
+def triple_codes(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    return combine(a, b, c)
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def playlist_keys(view: ChallengeView, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """(playlist row, key code) pairs a challenge set asks about for `kind`.
+
+    Seeds are used in pos order; unseen seeds (negative ids) give no keys.
+    """
+    n = len(view)
+    if kind == "ngram_track":
+        return title_ngram_pairs(view.names)
+    rows = np.repeat(np.arange(n), view.n_seeds)
+    t = view.seed_tracks
+    if kind in ("total", "forward", "forward_10"):
+        ok = t >= 0
+        return rows[ok], t[ok]
+    width = 2 if kind == "forward_10_pair" else 3
+    last = view.seed_ptr[1:] - 1
+    has = view.n_seeds >= width
+    idx = [last[has] - (width - 1 - j) for j in range(width)]
+    cols = [t[i] for i in idx]
+    ok = np.all([c >= 0 for c in cols], axis=0) if len(cols[0]) else np.zeros(0, bool)
+    code = pair_codes(*cols) if width == 2 else triple_codes(*cols)
+    return np.flatnonzero(has)[ok], code[ok]
+
+
+def challenge_keys(views: Iterable[ChallengeView]) -> dict[str, np.ndarray]:
+    """Sorted distinct key codes per kind over all challenge sets."""
+    views = list(views)
+    return {kind: np.unique(np.concatenate([playlist_keys(v, kind)[1] for v in views] or [np.zeros(0, np.int64)]))
+            for kind in KINDS}
+
+
+# --------------------------------------------------------------------------- partial counts
+
+
+def _position_keys(tracks: np.ndarray, start: np.ndarray, kind: str) -> np.ndarray:
+    """Key code at each position of the concatenated playlists (-1 where none)."""
+    n = len(tracks)
+    if kind in ("forward", "forward_10"):
+        return tracks.astype(np.int64)
+    width = 2 if kind == "forward_10_pair" else 3
+    offset = np.arange(n) - start
+    code = np.full(n, -1, dtype=np.int64)
+    ok = offset >= width - 1
+    i = np.flatnonzero(ok)
+    cols = [tracks[i - (width - 1 - j)] for j in range(width)]
+    code[i] = pair_codes(*cols) if width == 2 else triple_codes(*cols)
+    return code
+
+
+def _forward_counts(tracks: np.ndarray, pl: np.ndarray, keys: np.ndarray, vocab: np.ndarray,
+                    window: int, n_cols: int) -> tuple[sp.csr_matrix, np.ndarray]:
+    """key (vocab row) x partner counts over the next `window` positions, and key counts."""
+    n = len(tracks)
+    kidx = np.searchsorted(vocab, keys)
+    kidx_c = np.minimum(kidx, max(len(vocab) - 1, 0))
+    is_key = (keys >= 0) & (len(vocab) > 0) & (vocab[kidx_c] == keys if len(vocab) else False)
+    src = np.flatnonzero(is_key)
+    rows, cols = [], []
+    has_follower = np.zeros(n, dtype=bool)
+    for d in range(1, window + 1):
+        s = src[src + d < n]
+        s = s[pl[s + d] == pl[s]]
+        has_follower[s] = True
+        partner = tracks[s + d]
+        keep = (partner != tracks[s]) & (partner >= 0)
+        rows.append(kidx_c[s[keep]])
+        cols.append(partner[keep])
+    r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    c = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+    m = sp.csr_matrix((np.ones(len(r), dtype=np.int32), (r, c)), shape=(len(vocab), n_cols))
+    m.sum_duplicates()
+    key_counts = np.bincount(kidx_c[has_follower & is_key], minlength=len(vocab))
+    return m, key_counts
+
+
+def _membership_counts(pl_rows: np.ndarray, key_codes: np.ndarray, vocab: np.ndarray,
+                       a: sp.csr_matrix) -> tuple[sp.csr_matrix, np.ndarray]:
+    """key x track counts of playlists containing both; keys given as (playlist, code) pairs.
+
+    a: binary playlist x track matrix. The product B^T A is one sparse matrix product.
+    """
+    n_pl = a.shape[0]
+    kidx = np.searchsorted(vocab, key_codes)
+    kidx_c = np.minimum(kidx, max(len(vocab) - 1, 0))
+    ok = (vocab[kidx_c] == key_codes) if len(vocab) else np.zeros(len(key_codes), bool)
+    b = sp.csr_matrix((np.ones(int(ok.sum()), dtype=np.int32), (pl_rows[ok], kidx_c[ok])),
+                      shape=(n_pl, len(vocab)))
+    b.sum_duplicates()
+    b.data[:] = 1  # a key counts once per playlist
+    m = (b.T.tocsr() @ a).tocsr()
+    key_counts = np.asarray(b.sum(axis=0)).ravel()
+    return m, key_counts
+
+
+def partial_counts(part: pd.DataFrame, kind: str, vocab: np.ndarray, n_shards: int) -> pd.DataFrame:
+    """Counts of one kind over one renumbered part (pid, pos, track_id, name), sharded by key.
+
+    Counted one shard of keys at a time, so the peak is about one shard's product plus the
+    output, not the whole product twice over. Rows are grouped by shard, key-count rows first.
+    """
+    part = part.sort_values(["pid", "pos"], kind="stable")
+    pid = part["pid"].to_numpy()
+    tracks = part["track_id"].to_numpy().astype(np.int64)
+    uniq_pids, pl, lengths = np.unique(pid, return_inverse=True, return_counts=True)
+    n_pl = len(uniq_pids)
+    vocab = np.asarray(vocab, dtype=np.int64)
+    n_cols = int(tracks.max()) + 1 if len(tracks) else 1
+    if kind in ("total", "ngram_track"):
+        if kind == "total":
+            key_rows, key_codes = pl, tracks
+        else:
+            first = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+            key_rows, key_codes = title_ngram_pairs(list(part["name"].to_numpy()[first]))
+        good = tracks >= 0
+        a = sp.csr_matrix((np.ones(int(good.sum()), dtype=np.int32), (pl[good], tracks[good])), shape=(n_pl, n_cols))
+        a.sum_duplicates()
+        a.data[:] = 1  # binary: a track counts once per playlist
+        count = lambda sub: _membership_counts(key_rows, key_codes, sub, a)  # noqa: E731
+    else:
+        start = np.concatenate([[0], np.cumsum(lengths)[:-1]])[pl]
+        keys = _position_keys(tracks, start, kind)
+        window = 1 if kind == "forward" else WINDOW
+        count = lambda sub: _forward_counts(tracks, pl, keys, sub, window, n_cols)  # noqa: E731
+
+    vocab_shard = shard_of(vocab, n_shards)
+    cols: dict[str, list[np.ndarray]] = {"shard": [], "key": [], "partner": [], "count": []}
+    for s in range(n_shards):
+        sub = vocab[vocab_shard == s]
+        m, kc = count(sub)
+        coo = m.tocoo()
+        if kind == "total":
+            keep = coo.col != sub[coo.row]  # a track does not co-occur with itself
+            coo = sp.coo_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=coo.shape)
+        cols["shard"].append(np.full(len(sub) + coo.nnz, s, dtype=np.int16))
+        cols["key"] += [sub, sub[coo.row]]
+        cols["partner"] += [np.full(len(sub), -1, np.int32), coo.col.astype(np.int32)]
+        cols["count"] += [kc.astype(np.int32), coo.data.astype(np.int32)]
+        del m, coo
+    return pd.DataFrame({k: np.concatenate(v) if v else np.zeros(0) for k, v in cols.items()})
+
+
+def empty_partial() -> pd.DataFrame:
+    return pd.DataFrame({"shard": np.zeros(0, np.int16), "key": np.zeros(0, np.int64),
+                         "partner": np.zeros(0, np.int32), "count": np.zeros(0, np.int32)})
+
+
+# --------------------------------------------------------------------------- reduction
+
+
+def _shard_rows(df: pd.DataFrame, shard: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(key, partner, count) arrays of one shard; partials are grouped by shard, so slice if sorted."""
+    sh = df["shard"].to_numpy()
+    if len(sh) and np.all(sh[1:] >= sh[:-1]):
+        lo, hi = np.searchsorted(sh, [shard, shard + 1])
+        sel = slice(int(lo), int(hi))
+    else:
+        sel = np.flatnonzero(sh == shard)
+    return df["key"].to_numpy()[sel], df["partner"].to_numpy()[sel], df["count"].to_numpy()[sel]
+
+
+def reduce_shard(partials: Iterable[pd.DataFrame], shard: int, top_n: int = 1000) -> pd.DataFrame:
+    """Sum one shard over parts (one part in memory at a time) and keep the top_n partners.
+
+    Returns key, partner, count rows sorted by key; each key's count row (partner -1) comes
+    first, then its partners (any order). Ties in count at the cut are broken toward the
+    more popular partner (the smaller track id).
+    """
+    vocab = None
+    acc = None
+    key_counts = None
+    for df in partials:
+        key, partner, count = _shard_rows(df, shard)
+        del df
+        is_kc = partner == -1
+        if not is_kc.any():
+            continue  # a held-out part: nothing counted
+        kc_keys = key[is_kc]
+        if vocab is None:
+            vocab = np.sort(kc_keys)
+            acc = sp.csr_matrix((len(vocab), 1), dtype=np.int64)
+            key_counts = np.zeros(len(vocab), dtype=np.int64)
+        elif len(kc_keys) != len(vocab) or not np.array_equal(np.sort(kc_keys), vocab):
+            raise ValueError(f"co-occurrence shard {shard}: parts were counted with different "
+                             "challenge keys; recompute all cooccurrence_partials together")
+        key_counts[np.searchsorted(vocab, kc_keys)] += count[is_kc]
+        pr = ~is_kc
+        rows = np.searchsorted(vocab, key[pr])
+        p = partner[pr]
+        n_cols = max(acc.shape[1], int(p.max()) + 1 if len(p) else 1)
+        acc.resize((len(vocab), n_cols))  # parts may know different numbers of tracks
+        acc = acc + sp.csr_matrix((count[pr].astype(np.int64), (rows, p)), shape=acc.shape)
+        del key, partner, count, rows, p
+    if vocab is None:
+        return pd.DataFrame({"key": np.zeros(0, np.int64), "partner": np.zeros(0, np.int32),
+                             "count": np.zeros(0, np.int64)})
+    rows, cols, vals = top_per_row(acc.tocsr(), top_n)
+    del acc
+    # Interleave: each key's count row, then its partners (rows come grouped in vocab order).
+    per_key = np.bincount(rows, minlength=len(vocab)) + 1
+    start = np.cumsum(per_key) - per_key
+    n = len(vocab) + len(rows)
+    out_key = np.repeat(vocab, per_key)
+    out_partner = np.empty(n, dtype=np.int32)
+    out_count = np.empty(n, dtype=np.int64)
+    out_partner[start] = -1
+    out_count[start] = key_counts
+    first_of_row = np.searchsorted(rows, rows)
+    pos = start[rows] + 1 + (np.arange(len(rows)) - first_of_row)
+    out_partner[pos] = cols
+    out_count[pos] = vals
+    return pd.DataFrame({"key": out_key, "partner": out_partner, "count": out_count})
+
+
+def top_per_row(m: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, col, value) of the k largest values of each row (any order within a row).
+
+    Rows with at most k entries are kept whole; longer rows use argpartition (linear time).
+    Integer ties are broken toward the smaller column (the more popular track).
+    """
+    m = m.tocsr()
+    counts = np.diff(m.indptr)
+    keep = np.ones(len(m.data), dtype=bool)
+    integer = np.issubdtype(m.data.dtype, np.integer)
+    for r in np.flatnonzero(counts > k):
+        s, e = m.indptr[r], m.indptr[r + 1]
+        d = m.data[s:e]
+        key = d.astype(np.int64) * (1 << 32) - m.indices[s:e] if integer else d
+        top = np.argpartition(-key, k - 1)[:k]
+        keep[s:e] = False
+        keep[s + top] = True
+    rows = np.repeat(np.arange(m.shape[0]), counts)
+    return rows[keep], m.indices[keep].astype(np.int64), m.data[keep]
+
+
+# --------------------------------------------------------------------------- lookups
+
+
+class CoocLookup:
+    """Normalized co-occurrence rows for given keys, read from reduced (kind, shard) tables.
+
+    tables: Mapping[(kind, shard)] -> zero-argument loader of a `reduce_shard` DataFrame.
+    Only the shards holding requested keys are loaded, one at a time, and only their
+    requested rows are kept.
+    """
+
+    def __init__(self, tables: Mapping[tuple[str, int], object], n_shards: int):
+        self.tables = tables
+        self.n_shards = n_shards
+        self._asked: dict[str, int] = {}
+        self._known: dict[str, int] = {}
+
+    def coverage(self, kind: str) -> float:
+        """Share of the keys asked for so far that were in the counted vocabulary (1.0 if none)."""
+        asked = self._asked.get(kind, 0)
+        return self._known.get(kind, 0) / asked if asked else 1.0
+
+    def rows(self, kind: str, codes: np.ndarray, n_tracks: int) -> tuple[sp.csr_matrix, np.ndarray]:
+        """(len(codes) x n_tracks CSR of count / (key count + 5), key counts) for sorted distinct codes."""
+        codes = np.asarray(codes, dtype=np.int64)
+        self._asked[kind] = self._asked.get(kind, 0) + len(codes)
+        out_r, out_c, out_v = [], [], []
+        key_counts = np.zeros(len(codes), dtype=np.int64)
+        shards = shard_of(codes, self.n_shards)
+        for s in np.unique(shards):
+            want = np.flatnonzero(shards == s)
+            key, partner, count = self._table(kind, int(s))
+            # Tables are sorted by key: each wanted key is one contiguous run of rows.
+            lo = np.searchsorted(key, codes[want], side="left")
+            hi = np.searchsorted(key, codes[want], side="right")
+            n = hi - lo
+            idx = np.repeat(lo - np.cumsum(n) + n, n) + np.arange(n.sum())
+            row_of = np.repeat(want, n)
+            sub_p, sub_c = partner[idx], count[idx]
+            kcm = sub_p == -1
+            key_counts[row_of[kcm]] = sub_c[kcm]
+            self._known[kind] = self._known.get(kind, 0) + int(kcm.sum())  # vocabulary keys have a count row
+            out_r.append(row_of[~kcm])
+            out_c.append(sub_p[~kcm])
+            out_v.append(sub_c[~kcm].astype(np.float64))
+        r = np.concatenate(out_r) if out_r else np.zeros(0, np.int64)
+        c = np.concatenate(out_c) if out_c else np.zeros(0, np.int64)
+        v = np.concatenate(out_v) if out_v else np.zeros(0)
+        v = v / (key_counts[r] + KEY_SMOOTHING)
+        m = sp.csr_matrix((v.astype(np.float32), (r, c)), shape=(len(codes), n_tracks))
+        return m, key_counts
+
+    def _table(self, kind: str, shard: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        item = self.tables[(kind, shard)]
+        df = item() if callable(item) else item
+        key, partner, count = df["key"].to_numpy(), df["partner"].to_numpy(), df["count"].to_numpy()
+        if len(key) and not np.all(key[1:] >= key[:-1]):  # written by reduce_shard sorted; be safe
+            order = np.argsort(key, kind="stable")
+            key, partner, count = key[order], partner[order], count[order]
+        return key, partner, count
+
+    def prefetch(self, codes_by_kind: Mapping[str, np.ndarray]) -> "CoocLookup":
+        """A lookup holding only the rows of the given keys: each table is read once here,
+        then many small batches of playlists are scored from memory."""
+        tables = {}
+        for kind, codes in codes_by_kind.items():
+            codes = np.unique(np.asarray(codes, dtype=np.int64))
+            shards = shard_of(codes, self.n_shards)
+            for s in range(self.n_shards):
+                key, partner, count = self._table(kind, s)
+                want = codes[shards == s]
+                lo = np.searchsorted(key, want, side="left")
+                n = np.searchsorted(key, want, side="right") - lo
+                idx = np.repeat(lo - np.cumsum(n) + n, n) + np.arange(n.sum())
+                tables[(kind, s)] = pd.DataFrame({"key": key[idx], "partner": partner[idx], "count": count[idx]})
+        sub = CoocLookup(tables, self.n_shards)
+        sub._asked, sub._known = self._asked, self._known  # coverage is reported on the parent
+        return sub

@@ -1,0 +1,287 @@
+"""Execution functions: one plain function per asset of the Spotify chain, one task each.
+
+Each takes the inputs of ONE partition as plain objects and returns the output object; no
+I/O, no Dagster. Where a task reduces many upstream partitions it takes a
+`Mapping[key, zero-argument loader]` and loads one at a time. Outputs are DataFrames,
+dicts (JSON), str or bytes, so any format-by-type IO manager can store them; the one
+exception is `evaluation`, which returns three objects (table, Markdown, PNG) in one
+`EvaluationResult` for the caller to split.
+
+Asset (partitioning)                  inputs -> output                                  cpu / memory*
+mpd_slices (one per slice file,       raw bytes + file name -> DataFrame, one row per     1 / 1Gi
+  key '0-999')                          track entry (mpd_io.read_slice)
+playlists (part '0','1',...)          that part's mpd_slices (lazy) -> DataFrame           1 / 1Gi
+part_tracks (part)                    that part's mpd_slices (lazy) -> DataFrame           1 / 1Gi
+tracks (unpartitioned)                all part_tracks (lazy; statistics parts used)        1 / 1.5Gi
+                                        -> DataFrame, row = track id
+train_playlists (part)                playlists[part], tracks -> DataFrame (int ids)       1 / 1Gi
+challenge_set (unpartitioned)         train_playlists[test part] -> DataFrame              1 / 500Mi
+training_challenge_set (unpart.)      train_playlists[training part] -> DataFrame          1 / 500Mi
+cooccurrence_partials (part x kind)   train_playlists[part], both challenge sets, tracks,  1 / 2Gi
+                                        optional official challenge bytes -> DataFrame
+cooccurrence (kind x shard)           cooccurrence_partials[*, kind] (lazy) -> DataFrame   1 / 1.5Gi
+artist_playlists (unpartitioned)      tracks, train_playlists (lazy) -> DataFrame          1 / 1Gi
+generic_features ('test','training')  that challenge set, tracks, artist_playlists         1 / 1Gi
+                                        -> DataFrame
+training_samples (shard)              training_challenge_set, its generic_features,        1 / 2Gi
+                                        tracks, cooccurrence (lazy) -> DataFrame
+test_samples (shard)                  challenge_set, its generic_features, tracks,         1 / 2Gi
+                                        cooccurrence (lazy) -> DataFrame
+model (unpartitioned)                 training_samples (lazy) -> dict (JSON weights)       1 / 1.5Gi
+submission (unpartitioned)            test_samples (lazy), model, challenge_set, tracks    1 / 1Gi
+                                        -> DataFrame pid, rank, track_id
+evaluation (unpartitioned)            submission, challenge_set, tracks -> EvaluationResult 1 / 1Gi
+challenge_submission (unpartitioned)  challenge_set.json bytes, tracks, artist_playlists,  1 / 2Gi
+                                        cooccurrence (lazy), model -> CSV str (verified)
+* sized for the 80k contest from bench/spotify_logic.py's peak RSS per step (see the bench
+  output; the tasks are single-threaded numpy, so 1 cpu each).
+
+Parts: slices sorted by first pid, part i = slices[i*k:(i+1)*k] (k = slices_per_part). The
+last part is the test part, the second-to-last the training-challenge part, the rest are
+statistics parts; only statistics parts feed tracks, co-occurrence and artist detection, so
+no hidden answer leaks into a feature.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from spotify_mpc import artists, challenge, cooccurrence as cooc_mod, evaluation as evaluation_mod, features
+from spotify_mpc import model as model_mod
+from spotify_mpc import mpd_io, standardize, submission as submission_mod
+from spotify_mpc.challenge import ChallengeView
+from spotify_mpc.cooccurrence import KINDS
+from spotify_mpc.sizes import ContestSize
+
+Loader = Callable[[], Any]
+EvaluationResult = evaluation_mod.EvaluationResult
+
+
+# --------------------------------------------------------------------------- partitioning
+
+
+@dataclass(frozen=True)
+class PartRoles:
+    statistics: tuple[str, ...]
+    training: str
+    test: str
+
+    @staticmethod
+    def of(n_parts: int) -> "PartRoles":
+        if n_parts < 3:
+            raise ValueError(f"the contest needs >= 3 parts (statistics, training challenge, test); got {n_parts}. "
+                             "Use more slices or fewer slices per part (KTX_SLICES_PER_PART)")
+        keys = [str(i) for i in range(n_parts)]
+        return PartRoles(tuple(keys[:-2]), keys[-2], keys[-1])
+
+
+def part_keys(slice_keys: list[str], slices_per_part: int) -> dict[str, list[str]]:
+    """Part key -> its slice keys ('0-999', ...), slices sorted by first pid."""
+    ordered = sorted(slice_keys, key=lambda k: int(k.split("-")[0]))
+    return {str(i // slices_per_part): ordered[i:i + slices_per_part] for i in range(0, len(ordered), slices_per_part)}
+
+
+def sample_shard_rows(pids: np.ndarray, shard: int, n_shards: int) -> np.ndarray:
+    """Rows (of the pid-sorted challenge set) in sample shard `shard`: every n-th playlist."""
+    order = np.argsort(pids, kind="stable")
+    return np.sort(order[shard::n_shards])
+
+
+def _loaded(mapping: Mapping[str, Loader], keys=None) -> Iterator[Any]:
+    for key in (mapping if keys is None else keys):
+        item = mapping[key]
+        yield item() if callable(item) else item
+
+
+def _kind_shard(key: Any) -> tuple[str, int]:
+    """(kind, shard) from a tuple or a multi-partition key string like 'total|3' or '3|total'."""
+    if isinstance(key, tuple):
+        return str(key[0]), int(key[1])
+    a, b = str(key).split("|")
+    return (a, int(b)) if a in KINDS else (b, int(a))
+
+
+def _cooc_lookup(tables: Mapping[Any, Loader], n_shards: int) -> cooc_mod.CoocLookup:
+    return cooc_mod.CoocLookup({_kind_shard(k): v for k, v in tables.items()}, n_shards)
+
+
+# --------------------------------------------------------------------------- assets
+
+
+def mpd_slices(raw: bytes, file_name: str) -> pd.DataFrame:
+    return mpd_io.read_slice(raw, file_name)
+
+
+def playlists(slices: Mapping[str, Loader]) -> pd.DataFrame:
+    return standardize.part_playlists(_loaded(slices))
+
+
+def part_tracks(slices: Mapping[str, Loader]) -> pd.DataFrame:
+    return standardize.part_track_table(_loaded(slices))
+
+
+def tracks(part_tracks: Mapping[str, Loader], n_parts: int) -> pd.DataFrame:
+    """Global track table from the statistics parts only (held-out parts are skipped unloaded).
+
+    n_parts is the contest's number of parts (it decides the roles), whichever parts are passed.
+    """
+    roles = PartRoles.of(n_parts)
+    return standardize.reduce_track_tables(_loaded(part_tracks, [k for k in part_tracks if k in roles.statistics]))
+
+
+def train_playlists(playlists: pd.DataFrame, tracks: pd.DataFrame) -> pd.DataFrame:
+    return standardize.renumber(playlists, tracks)
+
+
+def challenge_set(test_part: pd.DataFrame, size: ContestSize) -> pd.DataFrame:
+    return challenge.sample_challenge_set(test_part, size.test_per_category, seed=size.seed + 1)
+
+
+def training_challenge_set(training_part: pd.DataFrame, size: ContestSize) -> pd.DataFrame:
+    return challenge.sample_challenge_set(training_part, size.train_per_category, seed=size.seed + 2)
+
+
+def _official_view(raw: bytes, tracks: pd.DataFrame) -> ChallengeView:
+    cs = mpd_io.read_challenge_set(raw, "challenge_set.json")
+    return ChallengeView.from_official(cs.playlists, cs.seeds, tracks)
+
+
+def challenge_views(challenge_set: pd.DataFrame, training_challenge_set: pd.DataFrame,
+                    official_challenge: bytes | None = None, tracks: pd.DataFrame | None = None) -> list[ChallengeView]:
+    views = [ChallengeView.from_frame(challenge_set), ChallengeView.from_frame(training_challenge_set)]
+    if official_challenge is not None:
+        if tracks is None:
+            raise ValueError("the official challenge set needs the tracks table to renumber its seeds")
+        views.append(_official_view(official_challenge, tracks))
+    return views
+
+
+def cooccurrence_partials(part: pd.DataFrame, part_key: str, kind: str, challenge_set: pd.DataFrame,
+                          training_challenge_set: pd.DataFrame, size: ContestSize, n_parts: int,
+                          official_challenge: bytes | None = None, tracks: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Counts of `kind` over one part, restricted to keys of the challenge sets; held-out parts -> empty."""
+    if part_key not in PartRoles.of(n_parts).statistics:
+        return cooc_mod.empty_partial()
+    vocab = cooc_mod.challenge_keys(challenge_views(challenge_set, training_challenge_set,
+                                                        official_challenge, tracks))[kind]
+    return cooc_mod.partial_counts(part, kind, vocab, size.cooc_shards)
+
+
+def cooccurrence(partials: Mapping[str, Loader], shard: int, size: ContestSize) -> pd.DataFrame:
+    """One (kind, shard): that kind's partials of all parts (one loaded at a time) -> top-N partners."""
+    return cooc_mod.reduce_shard(_loaded(partials), shard, size.top_n)
+
+
+def artist_playlists(tracks: pd.DataFrame, train_playlists: Mapping[str, Loader], n_parts: int) -> pd.DataFrame:
+    roles = PartRoles.of(n_parts)
+    parts = _loaded(train_playlists, [k for k in train_playlists if k in roles.statistics])
+    return artists.detect_artist_playlists(tracks, parts)
+
+
+def generic_features(challenge_frame: pd.DataFrame, tracks: pd.DataFrame, artist_playlists: pd.DataFrame) -> pd.DataFrame:
+    """Asset `generic_features` for one challenge set (partition 'test' or 'training')."""
+    view = ChallengeView.from_frame(challenge_frame)
+    return features.generic_features(view, features.TrackStats.from_tracks(tracks), artist_playlists)
+
+
+def _samples(challenge_frame: pd.DataFrame, generic: pd.DataFrame, tracks: pd.DataFrame,
+             cooc: Mapping[Any, Loader], shard: int, n_shards: int, size: ContestSize,
+             negatives: int | None) -> pd.DataFrame:
+    view = ChallengeView.from_frame(challenge_frame)
+    view = view.subset(sample_shard_rows(view.pids, shard, n_shards))
+    batches = features.iter_samples(view, generic, features.TrackStats.from_tracks(tracks),
+                                    _cooc_lookup(cooc, size.cooc_shards), size.candidates,
+                                    negatives=negatives, seed=size.seed + shard)
+    return pd.concat([samples for _, samples in batches], ignore_index=True)
+
+
+def training_samples(training_challenge_set: pd.DataFrame, generic_features: pd.DataFrame, tracks: pd.DataFrame,
+                     cooccurrence: Mapping[Any, Loader], shard: int, size: ContestSize) -> pd.DataFrame:
+    return _samples(training_challenge_set, generic_features, tracks, cooccurrence, shard,
+                    size.train_sample_shards, size, negatives=size.negatives)
+
+
+def test_samples(challenge_set: pd.DataFrame, generic_features: pd.DataFrame, tracks: pd.DataFrame,
+                 cooccurrence: Mapping[Any, Loader], shard: int, size: ContestSize) -> pd.DataFrame:
+    return _samples(challenge_set, generic_features, tracks, cooccurrence, shard, size.test_sample_shards,
+                    size, negatives=None)
+
+
+def model(training_samples: Mapping[str, Loader], size: ContestSize) -> dict:
+    xs, ys = [], []
+    for df in _loaded(training_samples):
+        xs.append(df[features.FEATURES].to_numpy(np.float32))
+        ys.append(df["label"].to_numpy(np.float32))
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    m = model_mod.train(x, y, feature_names=features.FEATURES, epochs=size.epochs, batch_size=size.batch_size,
+                        lr=size.learning_rate, seed=size.seed)
+    m["rows"], m["positives"] = int(len(y)), int(y.sum())
+    return m
+
+
+def _lists_for(view: ChallengeView, samples: pd.DataFrame, trained: dict, n_tracks: int) -> np.ndarray:
+    rows = pd.Index(view.pids).get_indexer(samples["pid"].to_numpy())
+    scores = model_mod.predict(trained, samples[trained["feature_names"]].to_numpy(np.float32))
+    ranked = submission_mod.rank_candidates(rows, samples["track_id"].to_numpy(np.int64), scores, len(view))
+    return submission_mod.fill_popular(ranked, [view.seeds(i) for i in range(len(view))], n_tracks)
+
+
+def submission(test_samples: Mapping[str, Loader], model: dict, challenge_set: pd.DataFrame,
+               tracks: pd.DataFrame) -> pd.DataFrame:
+    """Top 500 per challenge playlist: pid, rank (1..500), track_id. One sample shard in memory at a time."""
+    view = ChallengeView.from_frame(challenge_set)
+    frames = []
+    for samples in _loaded(test_samples):
+        pids = np.unique(samples["pid"].to_numpy())
+        sub = view.subset(np.searchsorted(view.pids, pids))
+        frames.append(submission_mod.lists_frame(sub.pids, _lists_for(sub, samples, model, len(tracks))))
+    out = pd.concat(frames, ignore_index=True)
+    missing = np.setdiff1d(view.pids, out["pid"].unique())
+    if len(missing):  # a playlist with no candidates at all still gets its 500 popular tracks
+        sub = view.subset(np.searchsorted(view.pids, missing))
+        lists = submission_mod.popularity_lists([sub.seeds(i) for i in range(len(sub))], len(tracks))
+        out = pd.concat([out, submission_mod.lists_frame(sub.pids, lists)], ignore_index=True)
+    return out.sort_values(["pid", "rank"]).reset_index(drop=True)
+
+
+def evaluation(submission: pd.DataFrame, challenge_set: pd.DataFrame, tracks: pd.DataFrame) -> EvaluationResult:
+    """Model vs popularity baseline, per category and overall."""
+    view = ChallengeView.from_frame(challenge_set)
+    lists = submission_mod.lists_from_frame(submission, view.pids)
+    baseline = submission_mod.popularity_lists([view.seeds(i) for i in range(len(view))], len(tracks))
+    return evaluation_mod.evaluate(view, {"model": lists, "popularity": baseline},
+                                   tracks["artist_id"].to_numpy(np.int64))
+
+
+def challenge_submission(official_challenge: bytes, tracks: pd.DataFrame, artist_playlists: pd.DataFrame,
+                         cooccurrence: Mapping[Any, Loader], model: dict, size: ContestSize,
+                         team: str = "ktx-dagster", email: str = "ktx-dagster@example.com") -> str:
+    """The official CSV for challenge_set.json, checked by the verifier before it is returned."""
+    cs = mpd_io.read_challenge_set(official_challenge, "challenge_set.json")
+    view = ChallengeView.from_official(cs.playlists, cs.seeds, tracks)
+    stats = features.TrackStats.from_tracks(tracks)
+    generic = features.generic_features(view, stats, artist_playlists)
+    lookup = _cooc_lookup(cooccurrence, size.cooc_shards)
+    lists = np.empty((len(view), submission_mod.K), dtype=np.int64)
+    row_of = {pid: i for i, pid in enumerate(view.pids.tolist())}
+    # Candidates of one small batch at a time: only the 500-track lists are kept.
+    for sub, samples in features.iter_samples(view, generic, stats, lookup, size.candidates):
+        lists[[row_of[p] for p in sub.pids.tolist()]] = _lists_for(sub, samples, model, len(tracks))
+    known = lookup.coverage("total")
+    if known < 0.5 and (view.seed_tracks >= 0).any():
+        raise ValueError(f"only {known:.0%} of the official seeds were counted in `cooccurrence`; pass the "
+                         "official challenge_set.json to cooccurrence_partials (official_challenge=...)")
+    text = submission_mod.to_csv(view.pids, lists, tracks["track_uri"].to_numpy(), team, email)
+    submission_mod.verify(text, cs)
+    return text
+
+
+ASSETS = ("mpd_slices", "playlists", "part_tracks", "tracks", "train_playlists", "challenge_set",
+          "training_challenge_set", "cooccurrence_partials", "cooccurrence", "artist_playlists",
+          "generic_features", "training_samples", "test_samples", "model", "submission", "evaluation",
+          "challenge_submission")

@@ -1,0 +1,58 @@
+"""The mini contest end to end through `steps` (in memory, no Dagster)."""
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from spotify_mpc import mpd_io, steps, submission
+from spotify_mpc.cooccurrence import KINDS
+
+
+def test_model_beats_popularity_baseline(mini_contest):
+    t = mini_contest["evaluation"].table
+    overall = t[t.category == "overall"].set_index("method")
+    assert overall.loc["model", "r_precision"] > overall.loc["popularity", "r_precision"]
+    assert overall.loc["model", "ndcg"] > overall.loc["popularity", "ndcg"]
+    assert overall.loc["model", "clicks"] < overall.loc["popularity", "clicks"]
+    assert set(t.category) == {"overall", *steps.challenge.CATEGORY_NAMES}
+
+
+def test_submission_lists(mini_contest):
+    sub = mini_contest["submission"]
+    cs = mini_contest["challenge_set"]
+    assert set(sub.pid) == set(cs.pid)
+    counts = sub.groupby("pid").track_id.nunique()
+    assert (counts == 500).all()
+    seeds = cs[cs.is_seed][["pid", "track_id"]]
+    assert len(seeds.merge(sub, on=["pid", "track_id"])) == 0
+
+
+def test_official_export_passes_verifier(mini_contest, mini_dir, mini_size):
+    text = mini_contest["challenge_submission"]
+    cs = mpd_io.read_challenge_set(mini_dir / "challenge_set.json")
+    assert submission.verify(text, cs) == mini_size.official_challenge_size
+
+
+def test_outputs_are_storable_types(mini_contest):
+    assert isinstance(mini_contest["tracks"], pd.DataFrame)
+    json.dumps(mini_contest["model"])  # the model is a JSON document
+    assert isinstance(mini_contest["challenge_submission"], str)
+    for df in mini_contest["cooccurrence"].values():
+        assert isinstance(df, pd.DataFrame) and list(df.columns) == ["key", "partner", "count"]
+    assert len(mini_contest["cooccurrence"]) == len(KINDS) * 2
+
+
+def test_tracks_come_from_statistics_parts_only(mini_contest, mini_size):
+    n_stat = (mini_size.n_parts - 2) * mini_size.slices_per_part * mini_size.playlists_per_slice
+    # every statistics playlist has >= 5 entries; held-out parts would add ~50% more
+    total = mini_contest["tracks"]["count"].sum()
+    assert 5 * n_stat <= total < 1.5 * 66 * n_stat
+
+
+def test_part_keys_and_roles():
+    keys = ["2000-2999", "0-999", "10000-10999", "1000-1999"]
+    assert steps.part_keys(keys, 2) == {"0": ["0-999", "1000-1999"], "1": ["2000-2999", "10000-10999"]}
+    roles = steps.PartRoles.of(8)
+    assert roles.statistics == tuple("012345") and roles.training == "6" and roles.test == "7"
+    assert steps.sample_shard_rows(np.array([5, 1, 3, 2]), 1, 2).tolist() == [0, 3]  # pids 2 and 5
