@@ -170,7 +170,10 @@ def partial_counts(part: pd.DataFrame, kind: str, vocab: np.ndarray, n_shards: i
         window = 1 if kind == "forward" else WINDOW
         count = lambda sub: _forward_counts(tracks, pl, keys, sub, window, n_cols)  # noqa: E731
 
+    if n_shards > 127:
+        raise ValueError(f"at most 127 co-occurrence shards are supported, got {n_shards}")
     vocab_shard = shard_of(vocab, n_shards)
+    key_dtype = _key_dtype(vocab)
     cols: dict[str, list[np.ndarray]] = {"shard": [], "key": [], "partner": [], "count": []}
     for s in range(n_shards):
         sub = vocab[vocab_shard == s]
@@ -179,16 +182,23 @@ def partial_counts(part: pd.DataFrame, kind: str, vocab: np.ndarray, n_shards: i
         if kind == "total":
             keep = coo.col != sub[coo.row]  # a track does not co-occur with itself
             coo = sp.coo_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=coo.shape)
-        cols["shard"].append(np.full(len(sub) + coo.nnz, s, dtype=np.int16))
-        cols["key"] += [sub, sub[coo.row]]
+        cols["shard"].append(np.full(len(sub) + coo.nnz, s, dtype=np.int8))
+        cols["key"] += [sub.astype(key_dtype), sub[coo.row].astype(key_dtype)]
         cols["partner"] += [np.full(len(sub), -1, np.int32), coo.col.astype(np.int32)]
         cols["count"] += [kc.astype(np.int32), coo.data.astype(np.int32)]
         del m, coo
-    return pd.DataFrame({k: np.concatenate(v) if v else np.zeros(0) for k, v in cols.items()})
+    # The `total` partial of a 10k-playlist part has tens of millions of rows: 13 bytes each,
+    # and no second copy when the frame is built.
+    return pd.DataFrame({k: np.concatenate(v) for k, v in cols.items()}, copy=False)
+
+
+def _key_dtype(vocab: np.ndarray) -> type:
+    """Track ids fit in int32 (4 bytes a row saved); hashed pair/triple/n-gram keys need int64."""
+    return np.int32 if not len(vocab) or vocab.max() < 2**31 else np.int64
 
 
 def empty_partial() -> pd.DataFrame:
-    return pd.DataFrame({"shard": np.zeros(0, np.int16), "key": np.zeros(0, np.int64),
+    return pd.DataFrame({"shard": np.zeros(0, np.int8), "key": np.zeros(0, np.int64),
                          "partner": np.zeros(0, np.int32), "count": np.zeros(0, np.int32)})
 
 
@@ -203,7 +213,8 @@ def _shard_rows(df: pd.DataFrame, shard: int) -> tuple[np.ndarray, np.ndarray, n
         sel = slice(int(lo), int(hi))
     else:
         sel = np.flatnonzero(sh == shard)
-    return df["key"].to_numpy()[sel], df["partner"].to_numpy()[sel], df["count"].to_numpy()[sel]
+    return (df["key"].to_numpy()[sel].astype(np.int64), df["partner"].to_numpy()[sel],
+            df["count"].to_numpy()[sel])
 
 
 def reduce_shard(partials: Iterable[pd.DataFrame], shard: int, top_n: int = 1000) -> pd.DataFrame:
@@ -240,7 +251,7 @@ def reduce_shard(partials: Iterable[pd.DataFrame], shard: int, top_n: int = 1000
         del key, partner, count, rows, p
     if vocab is None:
         return pd.DataFrame({"key": np.zeros(0, np.int64), "partner": np.zeros(0, np.int32),
-                             "count": np.zeros(0, np.int64)})
+                             "count": np.zeros(0, np.int32)})
     rows, cols, vals = top_per_row(acc.tocsr(), top_n)
     del acc
     # Interleave: each key's count row, then its partners (rows come grouped in vocab order).
@@ -249,14 +260,15 @@ def reduce_shard(partials: Iterable[pd.DataFrame], shard: int, top_n: int = 1000
     n = len(vocab) + len(rows)
     out_key = np.repeat(vocab, per_key)
     out_partner = np.empty(n, dtype=np.int32)
-    out_count = np.empty(n, dtype=np.int64)
+    out_count = np.empty(n, dtype=np.int32)  # sums over parts stay far below 2**31
     out_partner[start] = -1
     out_count[start] = key_counts
     first_of_row = np.searchsorted(rows, rows)
     pos = start[rows] + 1 + (np.arange(len(rows)) - first_of_row)
     out_partner[pos] = cols
     out_count[pos] = vals
-    return pd.DataFrame({"key": out_key, "partner": out_partner, "count": out_count})
+    return pd.DataFrame({"key": out_key.astype(_key_dtype(vocab)), "partner": out_partner, "count": out_count},
+                        copy=False)
 
 
 def top_per_row(m: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -335,7 +347,7 @@ class CoocLookup:
     def _table(self, kind: str, shard: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         item = self.tables[(kind, shard)]
         df = item() if callable(item) else item
-        key, partner, count = df["key"].to_numpy(), df["partner"].to_numpy(), df["count"].to_numpy()
+        key, partner, count = df["key"].to_numpy().astype(np.int64), df["partner"].to_numpy(), df["count"].to_numpy()
         if len(key) and not np.all(key[1:] >= key[:-1]):  # written by reduce_shard sorted; be safe
             order = np.argsort(key, kind="stable")
             key, partner, count = key[order], partner[order], count[order]

@@ -200,7 +200,7 @@ def build_samples(view: ChallengeView, generic: pd.DataFrame, stats: TrackStats,
 
 def iter_samples(view: ChallengeView, generic: pd.DataFrame, stats: TrackStats, lookup: CoocLookup,
                  params: CandidateParams, *, negatives: int | None = None, seed: int = 0,
-                 prefetch: int = 2000, batch: int = 250):
+                 prefetch: int = 1000, batch: int = 250):
     """Yield (sub-view, samples) for batches of `batch` playlists.
 
     Every co-occurrence table is read once per `prefetch` playlists, keeping only their keys'

@@ -128,6 +128,8 @@ def run_contest(raw_dir: Path, size: ContestSize, timings: Timings | None = None
            "artist_playlists": artist_pl, "training_samples": train_samples, "test_samples": test_samples,
            "model": trained, "submission": sub, "evaluation": ev, "timings": t}
     if official is not None:
+        lists = {str(s): t.run("challenge_lists", steps.challenge_lists, official, tracks, artist_pl, _lazy(cooc),
+                               trained, s, size) for s in range(size.official_shards)}
         out["challenge_submission"] = t.run("challenge_submission", steps.challenge_submission, official, tracks,
-                                            artist_pl, _lazy(cooc), trained, size)
+                                            _lazy(lists))
     return out

@@ -26,6 +26,7 @@ class ContestSize:
     cooc_shards: int  # co-occurrence shards per kind (by key)
     test_sample_shards: int  # test_samples partitions
     train_sample_shards: int  # training_samples partitions
+    official_shards: int  # challenge_lists partitions (the official challenge set, scored in shards)
     candidates: CandidateParams = field(default_factory=CandidateParams)
     negatives: int = 300  # random negatives kept per training playlist
     top_n: int = 1000  # partners kept per co-occurrence key
@@ -43,17 +44,20 @@ PRESETS: dict[str, ContestSize] = {
     "mini": ContestSize(
         name="mini", slices=8, playlists_per_slice=500, slices_per_part=2, test_per_category=40,
         train_per_category=40, official_challenge_size=100, cooc_shards=2, test_sample_shards=2,
-        train_sample_shards=2, candidates=CandidateParams(popular=300, artist=200, cooc=600, ngram=300),
+        train_sample_shards=2, official_shards=2,
+        candidates=CandidateParams(popular=300, artist=200, cooc=600, ngram=300),
         negatives=150, epochs=6),
     "80k": ContestSize(
         name="80k", slices=80, playlists_per_slice=1000, slices_per_part=10, test_per_category=500,
         train_per_category=500, official_challenge_size=10_000, cooc_shards=10, test_sample_shards=10,
-        train_sample_shards=10, candidates=CandidateParams(popular=1000, artist=500, cooc=2000, ngram=1000),
+        train_sample_shards=10, official_shards=10,
+        candidates=CandidateParams(popular=1000, artist=500, cooc=2000, ngram=1000),
         negatives=300, epochs=10),
     "full": ContestSize(
         name="full", slices=1000, playlists_per_slice=1000, slices_per_part=10, test_per_category=500,
         train_per_category=500, official_challenge_size=10_000, cooc_shards=40, test_sample_shards=10,
-        train_sample_shards=10, candidates=CandidateParams(popular=1000, artist=500, cooc=3000, ngram=3000),
+        train_sample_shards=10, official_shards=10,
+        candidates=CandidateParams(popular=1000, artist=500, cooc=3000, ngram=3000),
         negatives=300, epochs=10),
 }
 

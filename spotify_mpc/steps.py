@@ -258,24 +258,40 @@ def evaluation(submission: pd.DataFrame, challenge_set: pd.DataFrame, tracks: pd
                                    tracks["artist_id"].to_numpy(np.int64))
 
 
-def challenge_submission(official_challenge: bytes, tracks: pd.DataFrame, artist_playlists: pd.DataFrame,
-                         cooccurrence: Mapping[Any, Loader], model: dict, size: ContestSize,
-                         team: str = "ktx-dagster", email: str = "ktx-dagster@example.com") -> str:
-    """The official CSV for challenge_set.json, checked by the verifier before it is returned."""
+def _official(official_challenge: bytes, tracks: pd.DataFrame) -> tuple[mpd_io.ChallengeSet, ChallengeView]:
     cs = mpd_io.read_challenge_set(official_challenge, "challenge_set.json")
-    view = ChallengeView.from_official(cs.playlists, cs.seeds, tracks)
+    return cs, ChallengeView.from_official(cs.playlists, cs.seeds, tracks)
+
+
+def challenge_lists(official_challenge: bytes, tracks: pd.DataFrame, artist_playlists: pd.DataFrame,
+                    cooccurrence: Mapping[Any, Loader], model: dict, shard: int, size: ContestSize) -> pd.DataFrame:
+    """Top 500 for one shard of the official challenge set: pid, rank, track_id.
+
+    Sharded like test_samples so no task scores all 10,000 official playlists; every
+    co-occurrence table is read about once per 1,000 playlists of a shard.
+    """
+    _, view = _official(official_challenge, tracks)
+    view = view.subset(sample_shard_rows(view.pids, shard, size.official_shards))
     stats = features.TrackStats.from_tracks(tracks)
     generic = features.generic_features(view, stats, artist_playlists)
     lookup = _cooc_lookup(cooccurrence, size.cooc_shards)
-    lists = np.empty((len(view), submission_mod.K), dtype=np.int64)
-    row_of = {pid: i for i, pid in enumerate(view.pids.tolist())}
-    # Candidates of one small batch at a time: only the 500-track lists are kept.
-    for sub, samples in features.iter_samples(view, generic, stats, lookup, size.candidates):
-        lists[[row_of[p] for p in sub.pids.tolist()]] = _lists_for(sub, samples, model, len(tracks))
+    frames = [submission_mod.lists_frame(sub.pids, _lists_for(sub, samples, model, len(tracks)))
+              for sub, samples in features.iter_samples(view, generic, stats, lookup, size.candidates)]
     known = lookup.coverage("total")
     if known < 0.5 and (view.seed_tracks >= 0).any():
         raise ValueError(f"only {known:.0%} of the official seeds were counted in `cooccurrence`; pass the "
                          "official challenge_set.json to cooccurrence_partials (official_challenge=...)")
+    if not frames:
+        return submission_mod.lists_frame(np.zeros(0, np.int64), np.zeros((0, submission_mod.K), np.int64))
+    return pd.concat(frames, ignore_index=True)
+
+
+def challenge_submission(official_challenge: bytes, tracks: pd.DataFrame, challenge_lists: Mapping[str, Loader],
+                         team: str = "ktx-dagster", email: str = "ktx-dagster@example.com") -> str:
+    """The official CSV for challenge_set.json from all challenge_lists shards, checked by the
+    verifier before it is returned (a violation raises, naming the line and the rule)."""
+    cs, view = _official(official_challenge, tracks)
+    lists = submission_mod.lists_from_frame(pd.concat(list(_loaded(challenge_lists)), ignore_index=True), view.pids)
     text = submission_mod.to_csv(view.pids, lists, tracks["track_uri"].to_numpy(), team, email)
     submission_mod.verify(text, cs)
     return text
@@ -284,4 +300,4 @@ def challenge_submission(official_challenge: bytes, tracks: pd.DataFrame, artist
 ASSETS = ("mpd_slices", "playlists", "part_tracks", "tracks", "train_playlists", "challenge_set",
           "training_challenge_set", "cooccurrence_partials", "cooccurrence", "artist_playlists",
           "generic_features", "training_samples", "test_samples", "model", "submission", "evaluation",
-          "challenge_submission")
+          "challenge_lists", "challenge_submission")

@@ -58,8 +58,11 @@ def test_deterministic_per_seed_and_slice(tmp_path):
                    "--playlists-per-slice", "50", "--quiet"])
     generate.main(["--slices", "1", "--first-slice", "1", "--out", str(c), "--seed", "8", "--challenge-size", "0",
                    "--playlists-per-slice", "50", "--quiet"])
+    d = tmp_path / "d"  # one process instead of a pool: same bytes
+    generate.main(["--slices", "2", "--out", str(d), "--seed", "7", "--challenge-size", "20",
+                   "--playlists-per-slice", "50", "--quiet", "--jobs", "1"])
     name = "mpd.slice.50-99.json"
-    assert (a / name).read_bytes() == (b / name).read_bytes()
+    assert (a / name).read_bytes() == (b / name).read_bytes() == (d / name).read_bytes()
     assert (a / "challenge_set.json").read_bytes() == (b / "challenge_set.json").read_bytes()
     assert (a / name).read_bytes() != (c / name).read_bytes()
     assert not (c / "challenge_set.json").exists()

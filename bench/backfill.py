@@ -1,0 +1,213 @@
+"""Backfill throughput through the real daemon: N Hello World partitions, one run each.
+
+    python bench/backfill.py [--partitions 100] [--concurrency 2] [--daemon stock|fast]
+                             [--executor project|in_process] [--keep]
+
+Starts dagster-webserver + dagster-daemon on loopback over a temporary DAGSTER_HOME (the
+repo's deploy/local/dagster.yaml: queued runs, KTX_MAX_CONCURRENT_RUNS at once) and a
+temporary data dir with N input files, launches one backfill of every partition through
+GraphQL and waits until the daemon marks it complete.
+
+Reported:
+- partitions_per_minute: N / wall time * 60, wall = launch -> backfill marked complete;
+- overhead_seconds_per_partition: (wall - task time) / N, where task time is the sum of the
+  tasks' own seconds (`task_seconds` metadata of each materialization) divided by the
+  concurrency, i.e. the wall time the tasks alone would take at that concurrency;
+- cpu_seconds_per_partition: CPU time of all the deployment's processes from launch to
+  completion (daemon and webserver polling included) per partition, sampled from /proc: what
+  the machine pays per partition, whatever else is running on it;
+- run-level detail: mean run duration (run start -> end, i.e. process start-up, step
+  processes, checks, event writes), mean queue wait (created -> started), peak concurrency.
+
+--daemon stock (default) runs the unmodified dagster-daemon, whose backfill loop wakes every
+30 s (so up to ~30 s before the first run is submitted and up to ~30 s after the last run
+ends before the backfill is marked complete); --daemon fast lowers that loop to 2 s as the UI
+tests do. --executor in_process loads bench/in_process_defs.py (same assets, Dagster's
+in-process executor) to show the cost of the per-step processes of the local executor.
+The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO / "tests" / "ui"))
+
+from dagster_stack import DagsterStack, write_inputs  # noqa: E402
+
+IN_PROCESS_WORKSPACE = """load_from:
+  - python_file:
+      relative_path: {path}
+      working_directory: {repo}
+      attribute: defs
+      location_name: ktx_dagster
+"""
+
+
+class CpuSampler(threading.Thread):
+    """CPU seconds of every process in the given process groups, sampled from /proc.
+
+    The deployment's processes (webserver, daemon, code servers, run workers, step processes)
+    all live in the two process groups of the webserver and the daemon. Each process's CPU is
+    its utime + stime at the last sample (every 0.2 s), so only the last moments of a process
+    are missed. Linux only; returns None elsewhere.
+    """
+
+    def __init__(self, pgids: set[int], period: float = 0.2):
+        super().__init__(daemon=True)
+        self.pgids, self.period = pgids, period
+        self.seen: dict[tuple[int, int], float] = {}  # (pid, start time) -> cpu seconds
+        self.stop_event = threading.Event()
+        self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def sample(self) -> None:
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            # after the command: state ppid pgrp ... utime(12) stime(13) ... starttime(20)
+            if int(fields[2]) in self.pgids:
+                key = (int(entry.name), int(fields[19]))
+                self.seen[key] = (int(fields[11]) + int(fields[12])) / self.tick
+
+    def run(self) -> None:
+        while not self.stop_event.wait(self.period):
+            self.sample()
+
+    def total(self) -> float:
+        self.stop_event.set()
+        self.join(timeout=5)
+        return sum(self.seen.values())
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)  # run the `finally` below: stop webserver and daemon
+
+
+def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--partitions", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=int(os.environ.get("KTX_MAX_CONCURRENT_RUNS", "2")))
+    parser.add_argument("--daemon", choices=("stock", "fast"), default="stock")
+    parser.add_argument("--executor", choices=("project", "in_process"), default="project")
+    parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, instance)")
+    args = parser.parse_args(argv)
+
+    result: dict | None = None
+    root = Path(tempfile.mkdtemp(prefix="ktx-bench-backfill-"))
+    workspace = REPO / "workspace.yaml"
+    if args.executor == "in_process":
+        workspace = root / "workspace.yaml"
+        workspace.write_text(IN_PROCESS_WORKSPACE.format(path=HERE / "in_process_defs.py", repo=REPO))
+    stack = DagsterStack(
+        root / "stack",
+        max_concurrent_runs=args.concurrency,
+        daemon_interval=None if args.daemon == "stock" else 2,
+        sensor_interval=30,
+        workspace=workspace,
+    )
+    keys = [f"part_{i}" for i in range(1, args.partitions + 1)]
+    write_inputs(stack.data, keys)
+    stack.sync_partitions()
+    print(f"bench: {args.partitions} partitions, {args.concurrency} runs at once, daemon={args.daemon}, "
+          f"executor={args.executor}, cpus={os.cpu_count()}, load={os.getloadavg()[0]:.1f}", flush=True)
+    try:
+        t_start = time.monotonic()
+        stack.start(timeout=300)
+        startup = time.monotonic() - t_start
+        print(f"  webserver + daemon ready in {startup:.1f}s", flush=True)
+        sampler = None
+        if os.path.exists("/proc/self/stat"):
+            sampler = CpuSampler({p.pid for p in stack.procs.values()})
+            sampler.sample()
+            cpu_before = sum(sampler.seen.values())
+            sampler.start()
+
+        t0_wall = time.time()
+        t0 = time.monotonic()
+        backfill_id = stack.launch_backfill(title=f"bench {args.partitions} partitions")
+        last_report = time.monotonic()
+        while (status := stack.backfill_status(backfill_id)) not in stack.BACKFILL_DONE:
+            if time.monotonic() - t0 > args.timeout:
+                raise TimeoutError(f"backfill {backfill_id} not done after {args.timeout}s")
+            if time.monotonic() - last_report > 60:  # the full state is a heavier query: rarely
+                finished = sum(r["status"] in ("SUCCESS", "FAILURE") for r in stack.backfill(backfill_id)["runs"])
+                print(f"  {time.monotonic() - t0:6.0f}s: {finished}/{args.partitions} runs finished", flush=True)
+                last_report = time.monotonic()
+            time.sleep(1)
+        wall = time.monotonic() - t0
+        cpu = sampler.total() - cpu_before if sampler else None
+        state = stack.backfill(backfill_id)
+        runs = state["runs"]
+        ids = {r["id"] for r in runs}
+        task_seconds = [
+            e["metadata"].get("task_seconds", 0.0) for e in stack.materializations() if e["runId"] in ids
+        ]
+        durations = [r["endTime"] - r["startTime"] for r in runs if r.get("startTime") and r.get("endTime")]
+        waits = [r["startTime"] - r["creationTime"] for r in runs if r.get("startTime") and r.get("creationTime")]
+        last_end = max((r["endTime"] for r in runs if r.get("endTime")), default=t0_wall)
+        first_created = min((r["creationTime"] for r in runs if r.get("creationTime")), default=t0_wall)
+        task_time = sum(task_seconds) / args.concurrency
+        result = {
+            "bench": "backfill",
+            "status": status,
+            "partitions": args.partitions,
+            "materialized": len(task_seconds),
+            "max_concurrent_runs": args.concurrency,
+            "daemon": args.daemon,
+            "executor": "multiprocess (project)" if args.executor == "project" else "in_process",
+            "wall_seconds": round(wall, 1),
+            "partitions_per_minute": round(args.partitions / wall * 60, 1),
+            "task_seconds_total": round(sum(task_seconds), 2),
+            "overhead_seconds_per_partition": round((wall - task_time) / args.partitions, 2),
+            "seconds_to_first_run_submitted": round(first_created - t0_wall, 1),
+            "seconds_last_run_end_to_complete": round(t0_wall + wall - last_end, 1),
+            "runs_span_seconds_per_partition": round((last_end - first_created) / args.partitions, 2),
+            "mean_run_seconds": round(statistics.mean(durations), 2) if durations else None,
+            "mean_queue_wait_seconds": round(statistics.mean(waits), 1) if waits else None,
+            "peak_concurrency": stack.max_overlap(runs),
+            "startup_seconds": round(startup, 1),
+            "cpu_seconds_per_partition": round(cpu / args.partitions, 2) if cpu is not None else None,
+            "cpus": os.cpu_count(),
+            "load_avg_1m_at_end": round(os.getloadavg()[0], 1),
+            "note": "cpu_seconds_per_partition: CPU of all the deployment's processes from launch to "
+            "completion (polling included) per partition, independent of other load; on an idle "
+            "machine the wall time per partition is at least that / min(cpus, concurrency)",
+        }
+    except BaseException:
+        print(stack.dump_logs(60), file=sys.stderr)
+        raise
+    finally:
+        stack.stop()
+        if not args.keep:
+            import shutil
+
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            print(f"  kept {root}", file=sys.stderr)
+    print(f"  {result['status']}: {args.partitions} partitions in {result['wall_seconds']}s "
+          f"({result['partitions_per_minute']}/min), overhead {result['overhead_seconds_per_partition']}s/partition, "
+          f"mean run {result['mean_run_seconds']}s")
+    print(json.dumps(result))
+    return 0 if result["status"] == "COMPLETED_SUCCESS" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

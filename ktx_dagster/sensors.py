@@ -1,0 +1,173 @@
+"""Sensors: new input files become new partitions, and runs that materialize just those.
+
+For every `FilePartitions` source (one task per input file) `file_partitions_sensor` lists the
+source's folder under the data dir on each tick. Files it has not seen before become dynamic
+partition keys (`SensorResult.dynamic_partitions_requests`), and each new key gets one run of
+the assets partitioned by that source (`run_requests`, queued by the instance's run
+coordinator, so the run queue's concurrency limit applies).
+
+The cursor is the set of keys the sensor has handled. On its very first tick the sensor adopts
+the partitions already registered (by `python -m ktx_dagster sync` / `make dev`): those are
+materialized by a backfill or the CLI, not re-run behind the user's back. A file that
+disappears is simply no longer listed: its partition, runs and materializations stay, and the
+key stays in the cursor, so putting the file back does not re-run it (launch a run for it from
+the UI to refresh it). Run keys are the partition keys, so a tick that is retried after a
+crash never launches a second run for the same file.
+
+ChunkedPartitions built on a file source (10 MPD slices -> one part) get no sensor of their
+own: the files' sensor registers their new chunk keys too, as `sync` does, without runs.
+
+Settings (environment of the code location): `KTX_SENSOR_INTERVAL_SECONDS` (default 30) and
+`KTX_SENSOR_DEFAULT_STATUS` (`running`, the default: one directory listing per interval is
+cheap; or `stopped`, then turn it on in the UI under Automation).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+
+import dagster as dg
+
+from ktx_dagster.partitions import ChunkedPartitions, FilePartitions, natural_sorted
+from resources.data_dir import data_root
+
+DEFAULT_INTERVAL_SECONDS = 30
+SENSOR_TAG = "ktx/sensor"
+
+
+def sensor_interval_seconds() -> int:
+    raw = os.environ.get("KTX_SENSOR_INTERVAL_SECONDS", "")
+    if not raw:
+        return DEFAULT_INTERVAL_SECONDS
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"KTX_SENSOR_INTERVAL_SECONDS={raw!r} must be a whole number of seconds >= 1")
+    return int(raw)
+
+
+def sensor_default_status() -> dg.DefaultSensorStatus:
+    raw = os.environ.get("KTX_SENSOR_DEFAULT_STATUS", "running").strip().lower()
+    if raw not in ("running", "stopped"):
+        raise ValueError(f"KTX_SENSOR_DEFAULT_STATUS={raw!r} must be 'running' or 'stopped'")
+    return dg.DefaultSensorStatus.RUNNING if raw == "running" else dg.DefaultSensorStatus.STOPPED
+
+
+def _decode_cursor(cursor: str | None) -> set[str] | None:
+    if not cursor:
+        return None
+    data = json.loads(cursor)
+    return set(data["keys"])
+
+
+def _encode_cursor(keys: Iterable[str]) -> str:
+    return json.dumps({"keys": natural_sorted(set(keys))}, separators=(",", ":"))
+
+
+def assets_partitioned_by(source: FilePartitions, assets: Iterable[dg.AssetsDefinition]) -> list[dg.AssetKey]:
+    """Keys of the assets whose partitions are the source's dynamic partitions."""
+    keys = []
+    for asset in assets:
+        pd = asset.partitions_def
+        if isinstance(pd, dg.DynamicPartitionsDefinition) and pd.name == source.name:
+            keys.extend(asset.keys)
+    return sorted(keys, key=lambda k: k.to_user_string())
+
+
+def file_partitions_sensor(
+    source: FilePartitions,
+    asset_keys: Sequence[dg.AssetKey],
+    *,
+    name: str | None = None,
+    minimum_interval_seconds: int | None = None,
+    default_status: dg.DefaultSensorStatus | None = None,
+    chunked: Sequence[ChunkedPartitions] = (),
+) -> dg.SensorDefinition:
+    """A sensor adding a partition per new file of `source`, with one run of `asset_keys` each.
+
+    `chunked`: ChunkedPartitions built on `source` (10 slices -> one part); their new chunk keys
+    are registered along with the files, as `sync` does, but get no runs (a chunk is usually
+    completed by later files: materialize parts with a backfill once the files are in).
+    """
+    if not asset_keys:
+        raise ValueError(f"file_partitions_sensor({source.name!r}): no assets to run")
+    selection = list(asset_keys)
+    listed = ", ".join(k.to_user_string() for k in selection)
+
+    @dg.sensor(
+        name=name or f"{source.name}_sensor",
+        asset_selection=selection,
+        minimum_interval_seconds=minimum_interval_seconds or sensor_interval_seconds(),
+        default_status=default_status or sensor_default_status(),
+        description=(
+            f"New files {source.directory}/{source.pattern} under the data dir become partitions "
+            f"of {source.name!r}; each new partition gets a run of {listed}. Removing a file "
+            "never deletes a partition or its history."
+        ),
+    )
+    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+        root = data_root()
+        present = source.discover(root)
+        registered = set(context.instance.get_dynamic_partitions(source.name))
+        handled = _decode_cursor(context.cursor)
+        if handled is None:
+            # First tick: partitions registered before the sensor ran are already taken care of.
+            handled = registered
+        new = [k for k in present if k not in handled]
+        cursor = _encode_cursor(handled | set(present))
+        if not new:
+            return dg.SensorResult(
+                skip_reason=dg.SkipReason(
+                    f"no new files in {root / source.directory} ({len(present)} present, "
+                    f"{len(registered)} partitions)"
+                ),
+                cursor=cursor,
+            )
+        to_add = [k for k in new if k not in registered]
+        requests = [source.definition.build_add_request(to_add)] if to_add else []
+        all_keys = natural_sorted(registered | set(to_add))
+        for chunks in chunked:
+            have = set(context.instance.get_dynamic_partitions(chunks.name))
+            more = [k for k in chunks.keys_for(all_keys) if k not in have]
+            if more:
+                requests.append(chunks.definition.build_add_request(more))
+        context.log.info(
+            f"{len(new)} new file(s) under {root / source.directory}: {', '.join(new[:20])}"
+            + (" ..." if len(new) > 20 else "")
+        )
+        return dg.SensorResult(
+            run_requests=[
+                dg.RunRequest(
+                    run_key=key,
+                    partition_key=key,
+                    asset_selection=selection,
+                    tags={SENSOR_TAG: source.name},
+                )
+                for key in new
+            ],
+            dynamic_partitions_requests=requests,
+            cursor=cursor,
+        )
+
+    return _sensor
+
+
+def file_sensors(
+    sources: Iterable[object], assets: Iterable[dg.AssetsDefinition], **kwargs
+) -> list[dg.SensorDefinition]:
+    """One sensor per FilePartitions source that some asset is partitioned by.
+
+    ChunkedPartitions sources get no sensor of their own: their keys are registered by the
+    sensor of the files they chunk.
+    """
+    assets = list(assets)
+    sources = list(sources)
+    sensors = []
+    for source in sources:
+        if not isinstance(source, FilePartitions):
+            continue
+        keys = assets_partitioned_by(source, assets)
+        chunked = [c for c in sources if isinstance(c, ChunkedPartitions) and c.upstream == source]
+        if keys:
+            sensors.append(file_partitions_sensor(source, keys, chunked=chunked, **kwargs))
+    return sensors
