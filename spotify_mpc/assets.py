@@ -8,9 +8,11 @@ Partitions are the tasks:
     playlists, part_tracks one per part of KTX_SLICES_PER_PART slices (keys 0, 1, ...)
     train_playlists        one per part
     cooccurrence_partials  part x kind
+    challenge_keys         one task: the keys the challenge sets ask about
     cooccurrence           kind x shard (each reads that kind of every part, one at a time)
     generic_features       test / training
     training_samples, test_samples   one per shard
+    challenge_lists        one per shard of the official challenge set
     tracks, challenge sets, artist_playlists, model, submission, evaluation,
     challenge_submission   one task each
 
@@ -110,21 +112,28 @@ def training_challenge_set(context: dg.AssetExecutionContext, parts: LazyPartiti
     return steps.training_challenge_set(parts.load(_part_roles(context).training), SIZE)
 
 
+@transformation(cpu="1", memory="1Gi", group=GROUP, format="parquet")
+def challenge_keys(
+    data_dir: DataDir, challenge_set: pd.DataFrame, training_challenge_set: pd.DataFrame, tracks: pd.DataFrame,
+) -> pd.DataFrame:
+    """Every co-occurrence key the challenge sets ask about (kind, key), computed once so each
+    partial task reads this small table instead of re-parsing the challenge sets."""
+    return steps.challenge_keys(challenge_set, training_challenge_set, tracks, _official_challenge(data_dir))
+
+
 @transformation(
     partitions=PART_X_KIND,
     inputs={"part": Upstream(train_playlists, mapping=dg.MultiToSingleDimensionPartitionMapping("part"))},
     cpu="1", memory="2Gi", group=GROUP, format="parquet",
 )
 def cooccurrence_partials(
-    context: dg.AssetExecutionContext, data_dir: DataDir, part: pd.DataFrame, challenge_set: pd.DataFrame,
-    training_challenge_set: pd.DataFrame, tracks: pd.DataFrame,
+    context: dg.AssetExecutionContext, part: pd.DataFrame, challenge_keys: pd.DataFrame,
 ) -> pd.DataFrame:
     """Counts of one co-occurrence kind over one part, for keys of the challenge sets only;
     held-out parts contribute nothing."""
     key = context.partition_key.keys_by_dimension
     n_parts = len(context.instance.get_dynamic_partitions(PARTS.name))
-    return steps.cooccurrence_partials(part, key["part"], key["kind"], challenge_set, training_challenge_set,
-                                       SIZE, n_parts, _official_challenge(data_dir), tracks)
+    return steps.cooccurrence_partials(part, key["part"], key["kind"], challenge_keys, SIZE, n_parts)
 
 
 @transformation(
@@ -223,19 +232,36 @@ def evaluation(
     return result.table
 
 
-@transformation(inputs={"cooc": Upstream(cooccurrence, mapping=ALL)}, cpu="1", memory="2Gi", group=GROUP,
-                format="text")
-def challenge_submission(
-    context: dg.AssetExecutionContext, data_dir: DataDir, tracks: pd.DataFrame, artist_playlists: pd.DataFrame,
-    cooc: LazyPartitions, model: dict,
-) -> str:
-    """The official submission CSV for challenge_set.json, checked by our verifier of the rules."""
+OFFICIAL_SHARDS = dg.StaticPartitionsDefinition([str(s) for s in range(SIZE.official_shards)])
+
+
+def _require_official(data_dir: DataDir) -> bytes:
     official = _official_challenge(data_dir)
     if official is None:
         raise FileNotFoundError(
             f"{data_dir.path / RAW_DIR / CHALLENGE_FILE}: no challenge set; drop the official "
             "challenge_set.json there (or generate one with python -m spotify_mpc.generate)"
         )
-    text = steps.challenge_submission(official, tracks, artist_playlists, cooc, model, SIZE)
+    return official
+
+
+@transformation(partitions=OFFICIAL_SHARDS, inputs={"cooc": Upstream(cooccurrence, mapping=ALL)}, cpu="1",
+                memory="2Gi", group=GROUP, format="parquet")
+def challenge_lists(
+    context: dg.AssetExecutionContext, data_dir: DataDir, tracks: pd.DataFrame, artist_playlists: pd.DataFrame,
+    cooc: LazyPartitions, model: dict,
+) -> pd.DataFrame:
+    """Top 500 for one shard of the official challenge set (so no task scores all of it)."""
+    return steps.challenge_lists(_require_official(data_dir), tracks, artist_playlists, cooc, model,
+                                 int(context.partition_key), SIZE)
+
+
+@transformation(inputs={"lists": Upstream(challenge_lists, mapping=ALL)}, cpu="1", memory="1Gi", group=GROUP,
+                format="text")
+def challenge_submission(
+    context: dg.AssetExecutionContext, data_dir: DataDir, tracks: pd.DataFrame, lists: LazyPartitions,
+) -> str:
+    """The official submission CSV for challenge_set.json, checked by our verifier of the rules."""
+    text = steps.challenge_submission(_require_official(data_dir), tracks, lists)
     context.add_output_metadata({"playlists": sum(1 for line in text.splitlines() if line and line[0].isdigit())})
     return text

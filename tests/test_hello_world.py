@@ -88,5 +88,6 @@ def test_cli_materializes_all_partitions_with_multiprocess_executor(tmp_path):
         runs = inst.get_runs()
         assert len(runs) == 3 and all(r.is_success for r in runs)
         # The step ran in a child process of the multiprocess executor, not in the run's process.
-        logs = [e for r in runs for e in inst.all_logs(r.run_id) if e.dagster_event and e.dagster_event.event_type_value == "STEP_WORKER_STARTED"]
+        logs = [e for r in runs for e in inst.all_logs(r.run_id) if e.dagster_event
+                and e.dagster_event.event_type_value == "STEP_WORKER_STARTED" and e.step_key == "hello_world"]
         assert len(logs) == 3

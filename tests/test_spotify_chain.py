@@ -44,7 +44,8 @@ def test_every_asset_materialized_with_its_partitions(contest):
     assert runs["playlists"] == runs["train_playlists"] == size.n_parts
     assert runs["cooccurrence_partials"] == size.n_parts * 6
     assert runs["cooccurrence"] == 6 * size.cooc_shards
-    for name in ("tracks", "model", "submission", "evaluation", "challenge_submission"):
+    assert runs["challenge_lists"] == size.official_shards
+    for name in ("tracks", "challenge_keys", "model", "submission", "evaluation", "challenge_submission"):
         assert runs[name] == 1
     first = f"0-{size.playlists_per_slice - 1}"
     assert (root / "mpd_slices" / f"{first}.parquet").exists()
