@@ -37,7 +37,7 @@ demo: venv $(DAGSTER_HOME)/dagster.yaml
 dev: venv $(DAGSTER_HOME)/dagster.yaml
 	$(PY) -m ktx_dagster sample
 	$(PY) -m ktx_dagster sync
-	$(VENV)/bin/dagster dev -w workspace.yaml
+	KTX_LOCAL_EXECUTOR=in_process $(VENV)/bin/dagster dev -w workspace.yaml
 
 # Debian packages the tests need (Chromium for the UI tests, PostgreSQL for the shared
 # instance, shellcheck for the scripts); installs only what is missing.
@@ -62,6 +62,8 @@ test-heavy: venv system-deps tools
 
 bench: venv
 	$(PY) bench/io_manager.py
+	$(PY) bench/backfill.py
+	$(PY) bench/spotify.py --slices 80
 
 clean:
 	rm -rf $(VENV) $(TOOLS_VENV) .dagster_home data build *.egg-info

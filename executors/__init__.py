@@ -36,6 +36,10 @@ def max_concurrent() -> int:
 
 def executor_for(name: str) -> dg.ExecutorDefinition:
     if name == "local":
+        if os.environ.get("KTX_LOCAL_EXECUTOR") == "in_process":
+            # Runs launched by the daemon already have a process each (`make dev`): one more per
+            # step only adds start-up time to every partition of a backfill.
+            return dg.in_process_executor
         # forkserver: step processes fork from a server that has dagster and the code location
         # imported already, instead of a fresh interpreter importing them for every task.
         return dg.multiprocess_executor.configured(

@@ -106,7 +106,8 @@ def _with_task_logging(fn: Callable[..., Any], name: str, resources: TaskResourc
         rss = _peak_rss_mb()
         context.log.info(f"task {label} finished in {seconds}s, peak RSS {rss} MiB")
         if not isinstance(result, (dg.MaterializeResult, dg.Output)):
-            context.add_output_metadata({"task_seconds": seconds, "task_peak_rss_mb": rss})
+            # "result" is the asset's output; naming it keeps this working when checks add outputs.
+            context.add_output_metadata({"task_seconds": seconds, "task_peak_rss_mb": rss}, output_name="result")
         return result
 
     return task

@@ -1113,6 +1113,10 @@ class KubeEmulator:
 
     def _exec(self, rt: _PodRuntime, argv: list[str], env: dict[str, str], cwd: str) -> tuple[int, str, str]:
         t0 = _now()
+        # The "image" is this virtualenv: its bin dir goes first whatever PATH the pod spec or
+        # the caller's environment carried (`make test` runs pytest without activating it).
+        bin_dir = os.path.dirname(sys.executable)
+        env = {**env, "PATH": bin_dir + os.pathsep + env.get("PATH", os.defpath)}
         try:
             proc = subprocess.Popen(
                 argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
