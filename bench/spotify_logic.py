@@ -31,6 +31,7 @@ def main() -> int:
     ap.add_argument("--size", default="80k")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--verbose", action="store_true", help="print every task as it finishes")
+    ap.add_argument("--save", action="store_true", help="pickle the outputs to bench/.cache for profiling")
     args = ap.parse_args()
     size = get_size(args.size)
     raw = CACHE / f"{size.name}-seed{args.seed}"
@@ -50,6 +51,12 @@ def main() -> int:
     print(f"\nwhole chain: {total:.1f}s wall, {sum(r['cpu_seconds'] for r in timings.rows):.1f}s cpu "
           f"(size {size.name}, {size.slices} slices, {size.n_parts} parts)\n")
     print(out["evaluation"].markdown)
+    if args.save:
+        import pickle
+
+        out.pop("timings", None)
+        with open(CACHE / f"{size.name}-seed{args.seed}-outputs.pkl", "wb") as f:
+            pickle.dump(out, f, protocol=pickle.HIGHEST_PROTOCOL)
     print(f"model: {out['model']['rows']} training rows, {out['model']['positives']} positives, "
           f"loss per epoch {[round(x, 4) for x in out['model']['train_loss']]}")
     return 0

@@ -107,10 +107,11 @@ def run_contest(raw_dir: Path, size: ContestSize, timings: Timings | None = None
     train_cs = t.run("training_challenge_set", steps.training_challenge_set, train[roles.training], size)
     official_path = Path(raw_dir) / "challenge_set.json"
     official = official_path.read_bytes() if with_official and official_path.exists() else None
+    keys = t.run("challenge_keys", steps.challenge_keys, test_cs, train_cs, tracks, official)
     cooc = {}
     for kind in KINDS:  # one kind's partials in memory at a time
-        partials = {k: t.run("cooccurrence_partials", steps.cooccurrence_partials, train[k], k, kind, test_cs,
-                             train_cs, size, n_parts, official, tracks) for k in parts}
+        partials = {k: t.run("cooccurrence_partials", steps.cooccurrence_partials, train[k], k, kind, keys,
+                             size, n_parts) for k in parts}
         for s in range(size.cooc_shards):
             cooc[(kind, s)] = t.run("cooccurrence", steps.cooccurrence, _lazy(partials), s, size)
         del partials
@@ -124,7 +125,8 @@ def run_contest(raw_dir: Path, size: ContestSize, timings: Timings | None = None
     trained = t.run("model", steps.model, _lazy(train_samples), size)
     sub = t.run("submission", steps.submission, _lazy(test_samples), trained, test_cs, tracks)
     ev = t.run("evaluation", steps.evaluation, sub, test_cs, tracks)
-    out = {"tracks": tracks, "challenge_set": test_cs, "training_challenge_set": train_cs, "cooccurrence": cooc,
+    out = {"tracks": tracks, "challenge_set": test_cs, "training_challenge_set": train_cs, "challenge_keys": keys,
+           "cooccurrence": cooc,
            "artist_playlists": artist_pl, "training_samples": train_samples, "test_samples": test_samples,
            "model": trained, "submission": sub, "evaluation": ev, "timings": t}
     if official is not None:

@@ -50,13 +50,13 @@ PRESETS: dict[str, ContestSize] = {
     "80k": ContestSize(
         name="80k", slices=80, playlists_per_slice=1000, slices_per_part=10, test_per_category=500,
         train_per_category=500, official_challenge_size=10_000, cooc_shards=10, test_sample_shards=10,
-        train_sample_shards=10, official_shards=10,
+        train_sample_shards=10, official_shards=20,
         candidates=CandidateParams(popular=1000, artist=500, cooc=2000, ngram=1000),
         negatives=300, epochs=10),
     "full": ContestSize(
         name="full", slices=1000, playlists_per_slice=1000, slices_per_part=10, test_per_category=500,
         train_per_category=500, official_challenge_size=10_000, cooc_shards=40, test_sample_shards=10,
-        train_sample_shards=10, official_shards=10,
+        train_sample_shards=10, official_shards=20,
         candidates=CandidateParams(popular=1000, artist=500, cooc=3000, ngram=3000),
         negatives=300, epochs=10),
 }

@@ -7,34 +7,48 @@ dicts (JSON), str or bytes, so any format-by-type IO manager can store them; the
 exception is `evaluation`, which returns three objects (table, Markdown, PNG) in one
 `EvaluationResult` for the caller to split.
 
-Asset (partitioning)                  inputs -> output                                  cpu / memory*
-mpd_slices (one per slice file,       raw bytes + file name -> DataFrame, one row per     1 / 1Gi
-  key '0-999')                          track entry (mpd_io.read_slice)
-playlists (part '0','1',...)          that part's mpd_slices (lazy) -> DataFrame           1 / 1Gi
-part_tracks (part)                    that part's mpd_slices (lazy) -> DataFrame           1 / 1Gi
-tracks (unpartitioned)                all part_tracks (lazy; statistics parts used)        1 / 1.5Gi
-                                        -> DataFrame, row = track id
-train_playlists (part)                playlists[part], tracks -> DataFrame (int ids)       1 / 1Gi
-challenge_set (unpartitioned)         train_playlists[test part] -> DataFrame              1 / 500Mi
-training_challenge_set (unpart.)      train_playlists[training part] -> DataFrame          1 / 500Mi
-cooccurrence_partials (part x kind)   train_playlists[part], both challenge sets, tracks,  1 / 2Gi
-                                        optional official challenge bytes -> DataFrame
-cooccurrence (kind x shard)           cooccurrence_partials[*, kind] (lazy) -> DataFrame   1 / 1.5Gi
-artist_playlists (unpartitioned)      tracks, train_playlists (lazy) -> DataFrame          1 / 1Gi
-generic_features ('test','training')  that challenge set, tracks, artist_playlists         1 / 1Gi
+Asset (partitioning)                  inputs -> output                             request*   80k: max task
+mpd_slices (one per slice file,       raw bytes + file name -> DataFrame, one row  1 / 512Mi  3 s, 120 MiB
+  key '0-999')                          per track entry (mpd_io.read_slice)
+playlists (part '0','1',...)          its mpd_slices (lazy) -> DataFrame           1 / 1Gi    0.3 s, <100 MiB
+part_tracks (part)                    its mpd_slices (lazy) -> DataFrame           1 / 1Gi    4 s, 200 MiB
+tracks (unpartitioned)                part_tracks (lazy; statistics parts only)    1 / 1Gi    6 s, 140 MiB
+                                        -> DataFrame, row number = track id
+train_playlists (part)                playlists[part], tracks -> DataFrame         1 / 1Gi    3 s, 480 MiB
+challenge_set (unpartitioned)         train_playlists[test part] -> DataFrame      1 / 512Mi  1 s, 20 MiB
+training_challenge_set (unpart.)      train_playlists[training part] -> DataFrame  1 / 512Mi  1 s, 30 MiB
+challenge_keys (unpartitioned)        both challenge sets, tracks, official        1 / 1Gi    5 s, 500 MiB
+                                        challenge_set.json bytes -> DataFrame
+cooccurrence_partials (part x kind)   train_playlists[part], challenge_keys        1 / 2Gi    10 s, 1.3 GiB
+                                        -> DataFrame (shard, key, partner, count)
+cooccurrence (kind x shard)           cooccurrence_partials[*, kind] (lazy)        1 / 1.5Gi  13 s, 1.3 GiB
+                                        -> DataFrame (key, partner, count), top-N
+artist_playlists (unpartitioned)      tracks, train_playlists (lazy) -> DataFrame  1 / 512Mi  1 s, 150 MiB
+generic_features ('test','training')  that challenge set, tracks, artist_playlists 1 / 512Mi  0.4 s, 140 MiB
                                         -> DataFrame
-training_samples (shard)              training_challenge_set, its generic_features,        1 / 2Gi
+training_samples (shard)              training_challenge_set, its generic_features 1 / 1Gi    10 s, 420 MiB
                                         tracks, cooccurrence (lazy) -> DataFrame
-test_samples (shard)                  challenge_set, its generic_features, tracks,         1 / 2Gi
+test_samples (shard)                  challenge_set, its generic_features, tracks, 1 / 1.5Gi  10 s, 730 MiB
                                         cooccurrence (lazy) -> DataFrame
-model (unpartitioned)                 training_samples (lazy) -> dict (JSON weights)       1 / 1.5Gi
-submission (unpartitioned)            test_samples (lazy), model, challenge_set, tracks    1 / 1Gi
-                                        -> DataFrame pid, rank, track_id
-evaluation (unpartitioned)            submission, challenge_set, tracks -> EvaluationResult 1 / 1Gi
-challenge_submission (unpartitioned)  challenge_set.json bytes, tracks, artist_playlists,  1 / 2Gi
-                                        cooccurrence (lazy), model -> CSV str (verified)
-* sized for the 80k contest from bench/spotify_logic.py's peak RSS per step (see the bench
-  output; the tasks are single-threaded numpy, so 1 cpu each).
+model (unpartitioned)                 training_samples (lazy) -> dict (JSON)       1 / 1Gi    40-65 s, 460 MiB
+submission (unpartitioned)            test_samples (lazy), model, challenge_set,   1 / 1Gi    16-32 s, 250 MiB
+                                        tracks -> DataFrame (pid, rank, track_id)
+evaluation (unpartitioned)            submission, challenge_set, tracks            1 / 512Mi  5-10 s, 180 MiB
+                                        -> EvaluationResult(table, markdown, png)
+challenge_lists (official shard)      challenge_set.json bytes, tracks,            1 / 2Gi    11-18 s, 1.5 GiB
+                                        artist_playlists, cooccurrence (lazy),
+                                        model -> DataFrame (pid, rank, track_id)
+challenge_submission (unpart.)        challenge_set.json bytes, tracks,            1 / 1Gi    a few s
+                                        challenge_lists (lazy) -> CSV str (verified)
+* memory measured by bench/spotify_logic.py on the 80k contest: peak RSS growth during the
+  task plus the size of its inputs as in-memory objects (largest one for lazy inputs). The
+  tasks are single-threaded numpy: request 1 cpu and run with OPENBLAS_NUM_THREADS=1 (BLAS
+  threads on these small matrices only contend). Leave headroom for Parquet decoding in the
+  IO manager: the biggest inputs are the `total` partials (tens of millions of rows per part).
+  The 80k whole chain is ~630 cpu-seconds (~10.5 min on one core, ~6 on two).
+  Two assets are additions to the original chain: challenge_keys (the key vocabulary,
+  computed once instead of in every partial task) and challenge_lists (the official set
+  scored in shards, size.official_shards, so no task holds 10,000 playlists' candidates).
 
 Parts: slices sorted by first pid, part i = slices[i*k:(i+1)*k] (k = slices_per_part). The
 last part is the test part, the second-to-last the training-challenge part, the rest are
@@ -146,29 +160,34 @@ def training_challenge_set(training_part: pd.DataFrame, size: ContestSize) -> pd
     return challenge.sample_challenge_set(training_part, size.train_per_category, seed=size.seed + 2)
 
 
-def _official_view(raw: bytes, tracks: pd.DataFrame) -> ChallengeView:
-    cs = mpd_io.read_challenge_set(raw, "challenge_set.json")
-    return ChallengeView.from_official(cs.playlists, cs.seeds, tracks)
-
-
 def challenge_views(challenge_set: pd.DataFrame, training_challenge_set: pd.DataFrame,
                     official_challenge: bytes | None = None, tracks: pd.DataFrame | None = None) -> list[ChallengeView]:
     views = [ChallengeView.from_frame(challenge_set), ChallengeView.from_frame(training_challenge_set)]
     if official_challenge is not None:
         if tracks is None:
             raise ValueError("the official challenge set needs the tracks table to renumber its seeds")
-        views.append(_official_view(official_challenge, tracks))
+        views.append(_official(official_challenge, tracks)[1])
     return views
 
 
-def cooccurrence_partials(part: pd.DataFrame, part_key: str, kind: str, challenge_set: pd.DataFrame,
-                          training_challenge_set: pd.DataFrame, size: ContestSize, n_parts: int,
-                          official_challenge: bytes | None = None, tracks: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Counts of `kind` over one part, restricted to keys of the challenge sets; held-out parts -> empty."""
+def challenge_keys(challenge_set: pd.DataFrame, training_challenge_set: pd.DataFrame, tracks: pd.DataFrame,
+                   official_challenge: bytes | None = None) -> pd.DataFrame:
+    """Every co-occurrence key the challenge sets ask about: kind, key (int64 code).
+
+    Computed once, so each cooccurrence_partials task reads this small table instead of
+    parsing the official challenge set and the track table again.
+    """
+    keys = cooc_mod.challenge_keys(challenge_views(challenge_set, training_challenge_set, official_challenge, tracks))
+    return pd.DataFrame({"kind": np.repeat(list(keys), [len(v) for v in keys.values()]),
+                         "key": np.concatenate(list(keys.values())).astype(np.int64)})
+
+
+def cooccurrence_partials(part: pd.DataFrame, part_key: str, kind: str, challenge_keys: pd.DataFrame,
+                          size: ContestSize, n_parts: int) -> pd.DataFrame:
+    """Counts of `kind` over one part, restricted to the challenge keys; held-out parts -> empty."""
     if part_key not in PartRoles.of(n_parts).statistics:
         return cooc_mod.empty_partial()
-    vocab = cooc_mod.challenge_keys(challenge_views(challenge_set, training_challenge_set,
-                                                        official_challenge, tracks))[kind]
+    vocab = np.sort(challenge_keys.loc[challenge_keys["kind"] == kind, "key"].to_numpy(np.int64))
     return cooc_mod.partial_counts(part, kind, vocab, size.cooc_shards)
 
 
@@ -298,6 +317,6 @@ def challenge_submission(official_challenge: bytes, tracks: pd.DataFrame, challe
 
 
 ASSETS = ("mpd_slices", "playlists", "part_tracks", "tracks", "train_playlists", "challenge_set",
-          "training_challenge_set", "cooccurrence_partials", "cooccurrence", "artist_playlists",
+          "training_challenge_set", "challenge_keys", "cooccurrence_partials", "cooccurrence", "artist_playlists",
           "generic_features", "training_samples", "test_samples", "model", "submission", "evaluation",
           "challenge_lists", "challenge_submission")

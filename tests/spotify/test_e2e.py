@@ -43,6 +43,16 @@ def test_outputs_are_storable_types(mini_contest):
     assert len(mini_contest["cooccurrence"]) == len(KINDS) * 2
 
 
+def test_challenge_keys_cover_all_sets(mini_contest, mini_dir):
+    keys = mini_contest["challenge_keys"]
+    assert set(keys.kind) == set(KINDS) and keys.groupby("kind").size().min() > 0
+    tracks = mini_contest["tracks"]
+    official = mpd_io.read_challenge_set(mini_dir / "challenge_set.json").seeds
+    known = pd.Index(tracks.track_uri).get_indexer(official.track_uri)
+    total = set(keys[keys.kind == "total"].key)
+    assert set(known[known >= 0].tolist()) <= total  # official seeds are counted too
+
+
 def test_tracks_come_from_statistics_parts_only(mini_contest, mini_size):
     n_stat = (mini_size.n_parts - 2) * mini_size.slices_per_part * mini_size.playlists_per_slice
     # every statistics playlist has >= 5 entries; held-out parts would add ~50% more
