@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from spotify_mpc import vocab
+from spotify_mpc.challenge import CATEGORIES, min_length
 from spotify_mpc.hashing import splitmix64
 
 # Catalogue size, fixed (it must not depend on how many slices one call writes).
@@ -424,18 +425,6 @@ def render_slice(cat: Catalogue, slice_index: int, per_slice: int = 1000) -> tup
 
 
 # --------------------------------------------------------------------------- challenge set
-
-# (name given?, number of seeds, random seeds?) for the 10 official categories, in order.
-CATEGORIES: tuple[tuple[bool, int, bool], ...] = (
-    (True, 0, False), (True, 1, False), (True, 5, False), (False, 5, False), (True, 10, False),
-    (False, 10, False), (True, 25, False), (True, 25, True), (True, 100, False), (True, 100, True),
-)
-
-
-def min_length(n_seeds: int) -> int:
-    """Shortest playlist a category may use: at least 5 hidden tracks and a quarter hidden."""
-    return max(n_seeds + 5, int(np.ceil(n_seeds * 1.25)), 10 if n_seeds == 0 else 0)
-
 
 def render_challenge_set(cat: Catalogue, size: int = 10_000) -> tuple[str, dict]:
     """JSON text of challenge_set.json (pids from 1,000,000) and its hidden answers by pid."""

@@ -191,9 +191,23 @@ def cooccurrence_partials(part: pd.DataFrame, part_key: str, kind: str, challeng
     return cooc_mod.partial_counts(part, kind, vocab, size.cooc_shards)
 
 
-def cooccurrence(partials: Mapping[str, Loader], shard: int, size: ContestSize) -> pd.DataFrame:
-    """One (kind, shard): that kind's partials of all parts (one loaded at a time) -> top-N partners."""
+def cooccurrence(partials: Mapping[Any, Loader], shard: int, size: ContestSize, kind: str | None = None) -> pd.DataFrame:
+    """One (kind, shard): that kind's partials of all parts (one loaded at a time) -> top-N partners.
+
+    `partials` may hold only this kind's parts (keyed by part), or every (part, kind) with
+    multi-partition keys such as '3|total' or ('3', 'total'); then `kind` selects.
+    """
+    if kind is not None:
+        partials = {k: v for k, v in partials.items() if _part_kind(k)[1] in (kind, None)}
     return cooc_mod.reduce_shard(_loaded(partials), shard, size.top_n)
+
+
+def _part_kind(key: Any) -> tuple[str, str | None]:
+    parts = list(key) if isinstance(key, tuple) else str(key).split("|")
+    if len(parts) == 1:
+        return str(parts[0]), None
+    a, b = map(str, parts)
+    return (b, a) if a in KINDS else (a, b)
 
 
 def artist_playlists(tracks: pd.DataFrame, train_playlists: Mapping[str, Loader], n_parts: int) -> pd.DataFrame:

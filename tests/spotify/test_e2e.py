@@ -66,3 +66,15 @@ def test_part_keys_and_roles():
     roles = steps.PartRoles.of(8)
     assert roles.statistics == tuple("012345") and roles.training == "6" and roles.test == "7"
     assert steps.sample_shard_rows(np.array([5, 1, 3, 2]), 1, 2).tolist() == [0, 3]  # pids 2 and 5
+
+
+def test_cooccurrence_step_selects_its_kind_from_multi_partition_keys(mini_size):
+    from spotify_mpc import cooccurrence as co
+
+    part = pd.DataFrame({"pid": [0, 0, 0], "pos": [0, 1, 2], "track_id": [0, 1, 2], "name": ["x"] * 3})
+    tot = co.partial_counts(part, "total", np.array([0, 1, 2]), mini_size.cooc_shards)
+    fwd = co.partial_counts(part, "forward", np.array([0, 1, 2]), mini_size.cooc_shards)
+    loaders = {"0|total": lambda: tot, "total|1": lambda: tot, "0|forward": lambda: fwd}
+    merged = pd.concat([steps.cooccurrence(loaders, s, mini_size, kind="total") for s in range(mini_size.cooc_shards)])
+    counts = merged[merged.partner >= 0].set_index(["key", "partner"])["count"]
+    assert counts.loc[(0, 1)] == 2 and len(counts) == 6  # both total parts, no forward rows
