@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -86,12 +85,6 @@ def bench_backend(root: str, df: pd.DataFrame, repeat: int, fs=None) -> dict[str
     return {k: round(v, 4) for k, v in result.items()}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=2_000_000)
@@ -104,24 +97,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         results["local"] = bench_backend(tmp, df, args.repeat)
     if not args.no_s3:
-        from moto.server import ThreadedMotoServer
         import boto3
         import s3fs
 
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
-        os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-        port = free_port()
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        server.start()
-        try:
-            endpoint = f"http://127.0.0.1:{port}"
+        from ktx_dagster.testing.s3 import moto_s3_server
+
+        with moto_s3_server() as endpoint:
             os.environ["KTX_S3_ENDPOINT_URL"] = endpoint
             boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="bench")
             fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint})
             results["s3"] = bench_backend("s3://bench/ktx", df, args.repeat, fs=fs)
-        finally:
-            server.stop()
     print(f"{'backend':<8}{'io write':>10}{'io read':>10}{'pa write':>10}{'pa read':>10}{'ratio':>8}")
     for backend in ("local", "s3"):
         if backend in results:

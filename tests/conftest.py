@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import uuid
 
 import boto3
 import dagster as dg
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ktx_dagster.testing.s3 import moto_s3_server
 
 
 @pytest.fixture
@@ -34,18 +28,8 @@ def instance():
 @pytest.fixture(scope="session")
 def s3_endpoint():
     """moto's server mode: the S3 HTTP protocol on 127.0.0.1, spoken to by real s3fs/boto3."""
-    from moto.server import ThreadedMotoServer
-
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+    with moto_s3_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

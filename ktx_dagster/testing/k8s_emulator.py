@@ -1256,8 +1256,6 @@ class KubeEmulator:
                            mounts: list[tuple[str, str]]) -> tuple[list[str], dict[str, str], str]:
         ns = pod["metadata"]["namespace"]
         env: dict[str, str] = {k: os.environ[k] for k in self.inherit_env if k in os.environ}
-        bin_dir = os.path.dirname(sys.executable)
-        env["PATH"] = bin_dir + os.pathsep + env.get("PATH", os.defpath)
         env.update(self.extra_env)
         env["HOSTNAME"] = pod["metadata"]["name"]
         env["KTX_KUBE_EMULATOR"] = "1"
