@@ -37,7 +37,7 @@ demo: venv $(DAGSTER_HOME)/dagster.yaml
 dev: venv $(DAGSTER_HOME)/dagster.yaml
 	$(PY) -m ktx_dagster sample
 	$(PY) -m ktx_dagster sync
-	KTX_LOCAL_EXECUTOR=in_process $(VENV)/bin/dagster dev -w workspace.yaml
+	$(VENV)/bin/dagster dev -w workspace.yaml
 
 # Debian packages the tests need (Chromium for the UI tests, PostgreSQL for the shared
 # instance, shellcheck for the scripts); installs only what is missing.

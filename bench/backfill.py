@@ -1,7 +1,7 @@
 """Backfill throughput through the real daemon: N Hello World partitions, one run each.
 
     python bench/backfill.py [--partitions 100] [--concurrency 2] [--daemon stock|fast]
-                             [--executor project|in_process] [--keep]
+                             [--launcher warm|default] [--executor auto|multiprocess] [--keep]
 
 Starts dagster-webserver + dagster-daemon on loopback over a temporary DAGSTER_HOME (the
 repo's deploy/local/dagster.yaml: queued runs, KTX_MAX_CONCURRENT_RUNS at once) and a
@@ -22,8 +22,10 @@ Reported:
 --daemon stock (default) runs the unmodified dagster-daemon, whose backfill loop wakes every
 30 s (so up to ~30 s before the first run is submitted and up to ~30 s after the last run
 ends before the backfill is marked complete); --daemon fast lowers that loop to 2 s as the UI
-tests do. --executor in_process loads bench/in_process_defs.py (same assets, Dagster's
-in-process executor) to show the cost of the per-step processes of the local executor.
+tests do. --launcher default swaps the project's WarmRunLauncher (run processes forked from a
+warm server) for Dagster's DefaultRunLauncher (a new interpreter per run, started by the code
+server); --executor multiprocess sets KTX_LOCAL_EXECUTOR=multiprocess (a process per step
+even when a run is a chain). Both show what the defaults save.
 The last line printed is one JSON object.
 """
 
@@ -40,20 +42,13 @@ import threading
 import time
 from pathlib import Path
 
+import yaml
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "tests" / "ui"))
 
 from dagster_stack import DagsterStack, write_inputs  # noqa: E402
-
-IN_PROCESS_WORKSPACE = """load_from:
-  - python_file:
-      relative_path: {path}
-      working_directory: {repo}
-      attribute: defs
-      location_name: ktx_dagster
-"""
-
 
 class CpuSampler(threading.Thread):
     """CPU seconds of every process in the given process groups, sampled from /proc.
@@ -105,29 +100,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=int(os.environ.get("KTX_MAX_CONCURRENT_RUNS", "2")))
     parser.add_argument("--daemon", choices=("stock", "fast"), default="stock")
-    parser.add_argument("--executor", choices=("project", "in_process"), default="project")
+    parser.add_argument("--launcher", choices=("warm", "default"), default="warm")
+    parser.add_argument("--executor", choices=("auto", "multiprocess"), default="auto")
     parser.add_argument("--timeout", type=float, default=3600)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, instance)")
     args = parser.parse_args(argv)
 
     result: dict | None = None
     root = Path(tempfile.mkdtemp(prefix="ktx-bench-backfill-"))
-    workspace = REPO / "workspace.yaml"
-    if args.executor == "in_process":
-        workspace = root / "workspace.yaml"
-        workspace.write_text(IN_PROCESS_WORKSPACE.format(path=HERE / "in_process_defs.py", repo=REPO))
     stack = DagsterStack(
         root / "stack",
         max_concurrent_runs=args.concurrency,
         daemon_interval=None if args.daemon == "stock" else 2,
         sensor_interval=30,
-        workspace=workspace,
+        extra_env={"KTX_LOCAL_EXECUTOR": args.executor},
     )
+    if args.launcher == "default":
+        config = yaml.safe_load((stack.home / "dagster.yaml").read_text())
+        del config["run_launcher"]  # Dagster's DefaultRunLauncher
+        (stack.home / "dagster.yaml").write_text(yaml.safe_dump(config))
     keys = [f"part_{i}" for i in range(1, args.partitions + 1)]
     write_inputs(stack.data, keys)
     stack.sync_partitions()
     print(f"bench: {args.partitions} partitions, {args.concurrency} runs at once, daemon={args.daemon}, "
-          f"executor={args.executor}, cpus={os.cpu_count()}, load={os.getloadavg()[0]:.1f}", flush=True)
+          f"launcher={args.launcher}, executor={args.executor}, cpus={os.cpu_count()}, load={os.getloadavg()[0]:.1f}", flush=True)
     try:
         t_start = time.monotonic()
         stack.start(timeout=300)
@@ -172,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
             "materialized": len(task_seconds),
             "max_concurrent_runs": args.concurrency,
             "daemon": args.daemon,
-            "executor": "multiprocess (project)" if args.executor == "project" else "in_process",
+            "launcher": args.launcher,
+            "executor": args.executor,
             "wall_seconds": round(wall, 1),
             "partitions_per_minute": round(args.partitions / wall * 60, 1),
             "task_seconds_total": round(sum(task_seconds), 2),

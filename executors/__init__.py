@@ -1,7 +1,10 @@
 """The one place that decides how and where steps run, from `KTX_DEPLOYMENT`.
 
-local (default): Dagster's multiprocess executor, each step in its own process, at most
-`KTX_MAX_CONCURRENT` at once (default: the number of CPUs). Data under `KTX_DATA_DIR`.
+local (default): executors/local.py. A run that is a chain of steps (one partition: the task,
+then its checks) executes in the run's own process; a run whose steps can run side by side
+gets Dagster's multiprocess executor, at most `KTX_MAX_CONCURRENT` step processes at once
+(default: the number of CPUs). `KTX_LOCAL_EXECUTOR=multiprocess|in_process` forces either.
+Data under `KTX_DATA_DIR`.
 minikube / eks: every step is its own Kubernetes Job with the transformation's requests and
 limits (executors/k8s.py; settings from env in `K8sSettings.from_env`).
 """
@@ -36,15 +39,10 @@ def max_concurrent() -> int:
 
 def executor_for(name: str) -> dg.ExecutorDefinition:
     if name == "local":
-        if os.environ.get("KTX_LOCAL_EXECUTOR") == "in_process":
-            # Runs launched by the daemon already have a process each (`make dev`): one more per
-            # step only adds start-up time to every partition of a backfill.
-            return dg.in_process_executor
-        # forkserver: step processes fork from a server that has dagster and the code location
-        # imported already, instead of a fresh interpreter importing them for every task.
-        return dg.multiprocess_executor.configured(
-            {"max_concurrent": max_concurrent(), "start_method": {"forkserver": {}}}
-        )
+        from executors.local import local_executor, mode_from_env
+
+        mode_from_env()  # a typo in KTX_LOCAL_EXECUTOR fails when the code location loads
+        return local_executor.configured({"max_concurrent": max_concurrent()})
     if name in ("minikube", "eks"):
         from executors.k8s import k8s_executor
 

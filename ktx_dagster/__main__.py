@@ -123,14 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--partition", nargs="*", default=None, help="only these partition keys")
             p.add_argument("--missing", action="store_true",
                            help="only partitions not materialized yet (reuse finished work, re-run failures)")
-    p = sub.add_parser("worker", help="(internal) run partitions named on stdin, one JSON result each")
-    p.add_argument("--module", required=True)
     args = parser.parse_args(argv)
-    if args.command == "worker":
-        from ktx_dagster.launch import worker_loop
-
-        worker_loop(args.module, _instance())
-        return 0
     if args.command == "sample":
         cmd_sample(args)
         return 0

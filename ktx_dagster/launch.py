@@ -6,19 +6,16 @@ with Dagster's own pieces: each run is a real run in the instance under DAGSTER_
 by the deployment's executor (multiprocess locally, one pod per step on Kubernetes). In the
 UI the same thing is a backfill, run by the daemon.
 
-Runs are executed by N long-lived worker processes (`python -m ktx_dagster worker`) that take
-the next partition from a shared queue: each worker loads the code location once, and a slow
-partition never holds up the others (a free worker takes the next key). A worker that dies
-(crash, OOM kill) fails only the partition it held and is replaced.
+Each run executes in a fresh process forked from a warm server (warm.py: the libraries are
+imported once, not once per partition); at most N at once, fed from a shared queue, so a slow
+partition never holds up the others. A run process that dies (crash, OOM kill) fails only the
+partition it held.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import queue
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,10 +25,11 @@ import dagster as dg
 from dagster._core.definitions.partitions.context import partition_loading_context
 from dagster._core.definitions.reconstruct import ReconstructableRepository
 
+from ktx_dagster import warm
+
 CODE_LOCATION_MODULE = "ktx_dagster.definitions"
 # Task logs (started / finished, counts) at INFO; Dagster's per-event DEBUG lines stay in the UI.
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-RESULT_PREFIX = "KTX-RESULT "
 
 
 @dataclass
@@ -72,54 +70,44 @@ def run_partition(module: str, asset: str, partition: str | None, instance: dg.D
     return {"success": result.success, "run_id": result.run_id, "error": None if result.success else _first_error(result)}
 
 
-def worker_loop(module: str, instance: dg.DagsterInstance) -> None:
-    """`python -m ktx_dagster worker`: read {"asset", "partition"} lines, run each, answer."""
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        job = json.loads(line)
-        try:
-            result = run_partition(module, job["asset"], job["partition"], instance)
-        except Exception as exc:  # a broken definition must not kill the worker silently
-            result = {"success": False, "run_id": "-", "error": f"{type(exc).__name__}: {exc}"[:300]}
-        sys.stdout.write(RESULT_PREFIX + json.dumps(result) + "\n")
-        sys.stdout.flush()
+def _run_in_child(module: str, asset: str, partition: str | None, results) -> None:
+    """Body of one run process: the run, then its outcome on the `results` pipe."""
+    try:
+        with dg.DagsterInstance.get() as instance:
+            result = run_partition(module, asset, partition, instance)
+    except Exception as exc:  # a broken definition must be reported, not just logged
+        result = {"success": False, "run_id": "-", "error": f"{type(exc).__name__}: {exc}"[:300]}
+    results.send(result)
 
 
 class WorkerPool:
-    """N worker processes, each fed one partition at a time from a shared queue."""
+    """At most N runs at once, each in a fresh process forked from a warm server (warm.py).
+
+    A slot takes the next partition from a shared queue as soon as its run ends, so a slow
+    partition never holds up the others. A run process that dies (crash, OOM kill) fails only
+    its own partition. Each slot appends its runs' console output to a log file.
+    """
 
     def __init__(self, size: int, module: str):
         self.size, self.module = size, module
         self.log_dir = os.path.join(os.environ["DAGSTER_HOME"], "ktx-cli-logs")
         os.makedirs(self.log_dir, exist_ok=True)
-        self._procs: list[subprocess.Popen | None] = [None] * size
-
-    def _proc(self, slot: int) -> subprocess.Popen:
-        proc = self._procs[slot]
-        if proc is None or proc.poll() is not None:
-            log = open(os.path.join(self.log_dir, f"worker-{slot}.log"), "a")
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "ktx_dagster", "worker", "--module", self.module],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1,
-            )
-            self._procs[slot] = proc
-        return proc
 
     def _run(self, slot: int, asset: str, partition: str | None) -> dict:
-        proc = self._proc(slot)
         log = os.path.join(self.log_dir, f"worker-{slot}.log")
+        receive, send = warm.context().Pipe(duplex=False)
+        label = f"{asset}[{partition}]" if partition is not None else asset
+        proc = warm.start(_run_in_child, (self.module, asset, partition, send), name=f"ktx-run {label}", log_path=log)
+        send.close()  # the child holds the sending end now; EOF here means it is gone
         try:
-            proc.stdin.write(json.dumps({"asset": asset, "partition": partition}) + "\n")
-            proc.stdin.flush()
-            for line in proc.stdout:
-                if line.startswith(RESULT_PREFIX):
-                    return {**json.loads(line[len(RESULT_PREFIX):]), "log": log}
-        except BrokenPipeError:
-            pass
-        code = proc.wait()
-        self._procs[slot] = None
-        return {"success": False, "run_id": "-", "error": f"worker process died (exit {code})", "log": log}
+            result = receive.recv()
+        except EOFError:
+            result = None
+        proc.join()
+        receive.close()
+        if result is None:
+            return {"success": False, "run_id": "-", "error": f"run process died (exit {proc.exitcode})", "log": log}
+        return {**result, "log": log}
 
     def map(self, asset: str, partitions: Sequence[str | None], on_result: Callable[[str | None, dict, float], None]) -> None:
         todo: queue.Queue = queue.Queue()
@@ -145,13 +133,7 @@ class WorkerPool:
             t.join()
 
     def close(self) -> None:
-        for proc in self._procs:
-            if proc is not None and proc.poll() is None:
-                proc.stdin.close()
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        pass  # run processes end with their runs; the fork server ends with this process
 
 
 def _materialized(instance: dg.DagsterInstance, key: dg.AssetKey, keys: Sequence[str | None]) -> set[str | None]:

@@ -69,8 +69,8 @@ def test_bad_input_fails_only_its_partition_and_rerun_fixes_it(data_dir, instanc
     assert (data_dir / "hello_world" / "part_3.txt").read_text() == "Hello World: ok\nHello World: fixed\n"
 
 
-def test_cli_materializes_all_partitions_with_multiprocess_executor(tmp_path):
-    """`python -m ktx_dagster materialize`: real runs, real subprocess steps, a persistent instance."""
+def test_cli_materializes_all_partitions_in_processes_of_their_own(tmp_path):
+    """`python -m ktx_dagster materialize`: real runs, each in a process of its own, a persistent instance."""
     env = {**os.environ, "KTX_DATA_DIR": str(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path / "home"),
            "KTX_MAX_CONCURRENT": "2"}
     write_hello_world_sample(data_root(str(tmp_path / "data")), parts=3)
@@ -87,7 +87,12 @@ def test_cli_materializes_all_partitions_with_multiprocess_executor(tmp_path):
         assert sorted(r.partition_key for r in records) == ["part_1", "part_2", "part_3"]
         runs = inst.get_runs()
         assert len(runs) == 3 and all(r.is_success for r in runs)
-        # The step ran in a child process of the multiprocess executor, not in the run's process.
-        logs = [e for r in runs for e in inst.all_logs(r.run_id) if e.dagster_event
-                and e.dagster_event.event_type_value == "STEP_WORKER_STARTED" and e.step_key == "hello_world"]
-        assert len(logs) == 3
+        # Every partition ran in a process of its own (forked per run), none in the CLI's process.
+        pids = set()
+        for r in runs:
+            started = [e for e in inst.all_logs(r.run_id) if e.dagster_event
+                       and e.dagster_event.event_type_value == "ENGINE_EVENT"
+                       and e.user_message.startswith("Executing steps in process")]
+            assert len(started) == 1
+            pids.add(started[0].user_message)
+        assert len(pids) == 3

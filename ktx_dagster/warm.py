@@ -1,0 +1,80 @@
+"""Fresh processes that start warm: one process per run, without an import bill per run.
+
+A new Python process that imports dagster, pandas and pyarrow spends 1.5-2 s of CPU before it
+does any work; Dagster's own run workers pay that for every run, i.e. for every partition of a
+backfill. Here a fork server imports those libraries once and every run process is forked from
+it: a fresh address space per run (its own memory, its own peak RSS, a crash kills only that
+run) in milliseconds.
+
+Only third-party libraries are preloaded. The project's code is imported in each run process
+(about 0.1 s), after the run's environment is applied, so an edited module or a changed
+KTX_* setting takes effect on the next run as it would with a fresh interpreter.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+# Imported once by the fork server; a module missing here is skipped by multiprocessing.
+PRELOAD = (
+    "dagster",
+    "dagster._cli.api",
+    "dagster._core.execution.api",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "pyarrow.parquet",
+    "fsspec",
+    "upath",
+    "scipy.sparse",
+)
+
+
+def context(preload: Sequence[str] = PRELOAD) -> multiprocessing.context.BaseContext:
+    """The forkserver context; the server starts (and imports `preload`) at the first start()."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(list(preload))
+    return ctx
+
+
+def _enter(env: Mapping[str, str], cwd: str, log_path: str | None, target: Callable[..., Any], args: tuple) -> None:
+    # The server was started with the environment of its first caller: apply this run's own.
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    if log_path:
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+    target(*args)
+
+
+def start(
+    target: Callable[..., Any],
+    args: tuple = (),
+    *,
+    name: str | None = None,
+    log_path: str | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    preload: Sequence[str] = PRELOAD,
+) -> multiprocessing.process.BaseProcess:
+    """Run `target(*args)` in a new process forked from the warm server; returns it started.
+
+    env and cwd default to this process's current ones; stdout/stderr go to `log_path` if given.
+    """
+    ctx = context(preload)
+    proc = ctx.Process(
+        target=_enter,
+        args=(dict(os.environ if env is None else env), cwd or os.getcwd(), log_path, target, args),
+        name=name,
+    )
+    proc.start()
+    return proc

@@ -1,0 +1,104 @@
+"""ktx_dagster/run_launcher.py: runs start in warm forked processes, end, cancel and crash as
+Dagster's own run workers do. Real runs in a real instance configured like `make dev`'s."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+from dagster._core.definitions.reconstruct import ReconstructableRepository
+from dagster._core.launcher.base import WorkerStatus
+
+from ktx_dagster.run_launcher import PID_TAG, WarmRunLauncher
+
+REPO = Path(__file__).resolve().parents[1]
+DEFS = REPO / "tests" / "fixtures" / "run_defs.py"
+
+
+@pytest.fixture
+def instance(tmp_path, monkeypatch):
+    """An instance from the repo's deploy/local/dagster.yaml (the launcher under test)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    config = yaml.safe_load((REPO / "deploy" / "local" / "dagster.yaml").read_text())
+    config["run_coordinator"]["config"]["max_concurrent_runs"] = 2
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as inst:
+        assert isinstance(inst.run_launcher, WarmRunLauncher)
+        yield inst
+
+
+def _launch(instance, asset: str):
+    recon_repo = ReconstructableRepository.for_file(str(DEFS), "defs", working_directory=str(REPO))
+    key = dg.AssetKey(asset)
+    job_def = recon_repo.get_definition().get_implicit_job_def_for_assets([key])
+    recon_job = recon_repo.get_reconstructable_job(job_def.name)
+    run = instance.create_run_for_job(
+        job_def, asset_selection=frozenset([key]), job_code_origin=recon_job.get_python_origin(),
+    )
+    instance.launch_run(run.run_id, workspace=None)  # the launcher needs no workspace
+    return run.run_id
+
+
+def _wait(instance, run_id: str, predicate, what: str, timeout: float = 90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = instance.get_run_by_id(run_id)
+        if predicate(run):
+            return run
+        time.sleep(0.2)
+    logs = "\n".join(str(e.user_message) for e in instance.all_logs(run_id))
+    raise AssertionError(f"run {run_id} not {what} after {timeout}s, status {run.status}:\n{logs}")
+
+
+def _step_started(instance, run_id: str) -> bool:
+    return any(e.dagster_event and e.dagster_event.event_type_value == "STEP_START" for e in instance.all_logs(run_id))
+
+
+def test_run_executes_in_a_forked_process_with_the_callers_environment(instance, monkeypatch):
+    monkeypatch.setenv("KTX_TEST_PROBE", "set-after-the-fork-server-started")
+    run_id = _launch(instance, "env_probe")
+    run = _wait(instance, run_id, lambda r: r.is_finished, "finished")
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+    pid = int(run.tags[PID_TAG])
+    assert pid != os.getpid()
+    messages = [e.user_message for e in instance.all_logs(run_id)]
+    assert f"Executing steps in process (pid: {pid})" in messages
+    import pickle
+
+    stored = Path(instance.storage_directory()) / "env_probe"
+    assert pickle.loads(stored.read_bytes()) == "set-after-the-fork-server-started"
+    assert instance.run_launcher.check_run_worker_health(run).status == WorkerStatus.SUCCESS
+
+
+def test_terminate_cancels_a_running_run(instance, monkeypatch):
+    monkeypatch.setenv("KTX_TEST_SLEEP", "120")
+    run_id = _launch(instance, "sleepy")
+    run = _wait(instance, run_id, lambda r: _step_started(instance, r.run_id), "in its step")
+    assert instance.run_launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
+    started = time.monotonic()
+    assert instance.run_launcher.terminate(run_id)
+    run = _wait(instance, run_id, lambda r: r.is_finished, "finished", timeout=60)
+    assert run.status == dg.DagsterRunStatus.CANCELED
+    assert time.monotonic() - started < 30  # interrupted, not slept out
+    assert not instance.run_launcher.terminate(run_id)  # already over
+
+
+def test_a_killed_run_process_is_reported_failed_to_run_monitoring(instance, monkeypatch):
+    monkeypatch.setenv("KTX_TEST_SLEEP", "120")
+    run_id = _launch(instance, "sleepy")
+    run = _wait(instance, run_id, lambda r: _step_started(instance, r.run_id), "in its step")
+    os.kill(int(run.tags[PID_TAG]), signal.SIGKILL)  # an OOM kill, as far as the run can tell
+    deadline = time.monotonic() + 30
+    while (health := instance.run_launcher.check_run_worker_health(run)).status == WorkerStatus.RUNNING:
+        assert time.monotonic() < deadline, "the killed process still looks alive"
+        time.sleep(0.2)
+    assert health.status == WorkerStatus.FAILED and "-9" in health.msg
+    # Another process of the deployment (no handle on the process) sees the same.
+    assert WarmRunLauncher().check_run_worker_health(run).status == WorkerStatus.FAILED
