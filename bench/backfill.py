@@ -1,7 +1,8 @@
 """Backfill throughput through the real daemon: N Hello World partitions, one run each.
 
     python bench/backfill.py [--partitions 100] [--concurrency 2] [--daemon stock|fast]
-                             [--launcher warm|default] [--executor auto|multiprocess] [--keep]
+                             [--launcher warm|default] [--executor auto|multiprocess]
+                             [--deployment local|emulated-k8s] [--keep]
 
 Starts dagster-webserver + dagster-daemon on loopback over a temporary DAGSTER_HOME (the
 repo's deploy/local/dagster.yaml: queued runs, KTX_MAX_CONCURRENT_RUNS at once) and a
@@ -25,13 +26,17 @@ ends before the backfill is marked complete); --daemon fast lowers that loop to 
 tests do. --launcher default swaps the project's WarmRunLauncher (run processes forked from a
 warm server) for Dagster's DefaultRunLauncher (a new interpreter per run, started by the code
 server); --executor multiprocess sets KTX_LOCAL_EXECUTOR=multiprocess (a process per step
-even when a run is a chain). Both show what the defaults save.
+even when a run is a chain). Both show what the defaults save. --deployment emulated-k8s runs
+the same backfill with KTX_DEPLOYMENT=minikube against the emulated cluster
+(ktx_dagster/testing/k8s_emulator.py): every step is a Kubernetes Job whose pod is a local
+`dagster api execute_step` process, i.e. a fresh interpreter per step as in a real pod.
 The last line printed is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -46,7 +51,7 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO / "tests" / "ui"))
+sys.path[:0] = [str(REPO), str(REPO / "tests" / "ui"), str(REPO / "tests" / "k8s")]
 
 from dagster_stack import DagsterStack, write_inputs  # noqa: E402
 
@@ -54,14 +59,16 @@ class CpuSampler(threading.Thread):
     """CPU seconds of every process in the given process groups, sampled from /proc.
 
     The deployment's processes (webserver, daemon, code servers, run workers, step processes)
-    all live in the two process groups of the webserver and the daemon. Each process's CPU is
+    all live in the two process groups of the webserver and the daemon; emulated pods are
+    children of this process, each in a session of its own, and are counted too. Each process's CPU is
     its utime + stime at the last sample (every 0.2 s), so only the last moments of a process
     are missed. Linux only; returns None elsewhere.
     """
 
     def __init__(self, pgids: set[int], period: float = 0.2):
         super().__init__(daemon=True)
-        self.pgids, self.period = pgids, period
+        self.pgids, self.period = set(pgids), period
+        self.me = os.getpid()
         self.seen: dict[tuple[int, int], float] = {}  # (pid, start time) -> cpu seconds
         self.stop_event = threading.Event()
         self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -76,6 +83,8 @@ class CpuSampler(threading.Thread):
             except OSError:
                 continue
             # after the command: state ppid pgrp ... utime(12) stime(13) ... starttime(20)
+            if int(fields[1]) == self.me:  # an emulated pod: its own session, started by us
+                self.pgids.add(int(fields[2]))
             if int(fields[2]) in self.pgids:
                 key = (int(entry.name), int(fields[19]))
                 self.seen[key] = (int(fields[11]) + int(fields[12])) / self.tick
@@ -102,28 +111,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--daemon", choices=("stock", "fast"), default="stock")
     parser.add_argument("--launcher", choices=("warm", "default"), default="warm")
     parser.add_argument("--executor", choices=("auto", "multiprocess"), default="auto")
+    parser.add_argument("--deployment", choices=("local", "emulated-k8s"), default="local")
     parser.add_argument("--timeout", type=float, default=3600)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, instance)")
     args = parser.parse_args(argv)
 
     result: dict | None = None
     root = Path(tempfile.mkdtemp(prefix="ktx-bench-backfill-"))
+    cleanup = contextlib.ExitStack()
+    extra_env = {"KTX_LOCAL_EXECUTOR": args.executor}
+    data_dir = root / "stack" / "data"
+    if args.deployment == "emulated-k8s":
+        from k8s_harness import project_env, seed_cluster_config
+        from ktx_dagster.testing.pytest_plugin import k8s_test_cluster
+
+        cluster = cleanup.enter_context(k8s_test_cluster(root / "k8s"))
+        seed_cluster_config(cluster)
+        data_dir = cluster.data_dir / "bench"  # the node's /mnt/data/bench
+        extra_env.update(project_env(cluster, data_dir, "/mnt/data/bench"))
     stack = DagsterStack(
         root / "stack",
         max_concurrent_runs=args.concurrency,
         daemon_interval=None if args.daemon == "stock" else 2,
         sensor_interval=30,
-        extra_env={"KTX_LOCAL_EXECUTOR": args.executor},
+        extra_env=extra_env,
     )
     if args.launcher == "default":
         config = yaml.safe_load((stack.home / "dagster.yaml").read_text())
         del config["run_launcher"]  # Dagster's DefaultRunLauncher
         (stack.home / "dagster.yaml").write_text(yaml.safe_dump(config))
     keys = [f"part_{i}" for i in range(1, args.partitions + 1)]
-    write_inputs(stack.data, keys)
+    write_inputs(data_dir, keys)
     stack.sync_partitions()
     print(f"bench: {args.partitions} partitions, {args.concurrency} runs at once, daemon={args.daemon}, "
-          f"launcher={args.launcher}, executor={args.executor}, cpus={os.cpu_count()}, load={os.getloadavg()[0]:.1f}", flush=True)
+          f"deployment={args.deployment}, launcher={args.launcher}, executor={args.executor}, cpus={os.cpu_count()}, load={os.getloadavg()[0]:.1f}", flush=True)
     try:
         t_start = time.monotonic()
         stack.start(timeout=300)
@@ -168,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             "materialized": len(task_seconds),
             "max_concurrent_runs": args.concurrency,
             "daemon": args.daemon,
+            "deployment": args.deployment,
             "launcher": args.launcher,
             "executor": args.executor,
             "wall_seconds": round(wall, 1),
@@ -193,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         raise
     finally:
         stack.stop()
+        cleanup.close()
         if not args.keep:
             import shutil
 

@@ -7,8 +7,9 @@ Generation is cached under bench/.cache/ and not timed. Prints per-asset wall ti
 the peak RSS of its largest task (recorded by every task as `task_peak_rss_mb`), then the
 model's and the popularity baseline's scores; the last line is one JSON object.
 Targets (2 cores): whole 80k chain <= 15 min (aim 10), no task above 2 GiB peak RSS, model
-beats the baseline on R-precision, NDCG and clicks. Run at 20, 40 and 80 slices (with the same
---slices-per-part) to see per-task memory stay flat as parts are added.
+beats the baseline on R-precision, NDCG and clicks. Run at 20, 40 and 80 slices with the same
+--slices-per-part and --per-category (e.g. 5 and 200: 4, 8 and 16 parts) to see per-task
+memory stay flat as parts are added.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ def main() -> None:
     ap.add_argument("--slices", type=int, default=80)
     ap.add_argument("--size", default="80k", help="contest preset for sample sizes (KTX_SPOTIFY_SIZE)")
     ap.add_argument("--slices-per-part", type=int, default=None, help="KTX_SLICES_PER_PART (default: the preset's)")
+    ap.add_argument("--per-category", type=int, default=None,
+                    help="KTX_CHALLENGE_PER_CATEGORY (default: the preset's; 5-slice parts need fewer)")
     ap.add_argument("--max-concurrent", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--keep", action="store_true", help="keep the data dir and instance")
     args = ap.parse_args()
@@ -60,6 +63,8 @@ def main() -> None:
            "KTX_MAX_CONCURRENT": str(args.max_concurrent)}
     if args.slices_per_part:
         env["KTX_SLICES_PER_PART"] = str(args.slices_per_part)
+    if args.per_category:
+        env["KTX_CHALLENGE_PER_CATEGORY"] = str(args.per_category)
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "ktx_dagster", "materialize", "--select", "group:spotify_mpc"],
                           cwd=REPO, env=env, capture_output=True, text=True)
@@ -93,6 +98,7 @@ def main() -> None:
     max_rss = max((r["max_task_rss_mb"] or 0) for r in per_asset.values())
     result = {
         "slices": args.slices, "size": args.size, "slices_per_part": args.slices_per_part,
+        "per_category": args.per_category,
         "max_concurrent": args.max_concurrent, "total_seconds": round(total, 1), "max_task_rss_mb": max_rss,
         "runs": sum(r["runs"] for r in per_asset.values()),
         "r_precision": metrics.get("model_r_precision"), "ndcg": metrics.get("model_ndcg"),

@@ -44,8 +44,8 @@ def _write_parquet(obj: Any, f: BinaryIO) -> dict[str, Any]:
     return {"rows": table.num_rows, "columns": table.num_columns}
 
 
-def _read_parquet(f: BinaryIO | str) -> pd.DataFrame:
-    return pq.read_table(f).to_pandas()
+def _read_parquet(f: BinaryIO | str, columns: list[str] | None = None, filters: Any = None) -> pd.DataFrame:
+    return pq.read_table(f, columns=columns, filters=filters).to_pandas()
 
 
 def _write_json(obj: Any, f: BinaryIO) -> dict[str, Any]:
@@ -87,10 +87,13 @@ class Format:
     # True when write/read also take a local path, letting pyarrow use its native file I/O
     # (and memory mapping) instead of a Python file object.
     native_paths: bool = False
+    # Keyword options `read` takes (a lazy loader passes them on): read part of a file.
+    read_options: tuple[str, ...] = ()
 
 
 FORMATS: tuple[Format, ...] = (
-    Format("parquet", ".parquet", lambda o: isinstance(o, (pd.DataFrame, pa.Table)), _write_parquet, _read_parquet, native_paths=True),
+    Format("parquet", ".parquet", lambda o: isinstance(o, (pd.DataFrame, pa.Table)), _write_parquet, _read_parquet,
+           native_paths=True, read_options=("columns", "filters")),
     Format("json", ".json", lambda o: isinstance(o, (dict, list)), _write_json, lambda f: json.load(f)),
     Format("text", ".txt", lambda o: isinstance(o, str), _write_text, lambda f: f.read().decode("utf-8")),
     Format("bytes", ".bin", lambda o: isinstance(o, (bytes, bytearray)), lambda o, f: (f.write(o), {})[1], lambda f: f.read()),

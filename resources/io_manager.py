@@ -143,7 +143,7 @@ class KtxIOManager(UPathIOManager):
                 found.append((fmt, stem.with_name(name)))
         return found
 
-    def _load_stem(self, stem: UPath, declared: str | None) -> Any:
+    def _load_stem(self, stem: UPath, declared: str | None, **read_options: Any) -> Any:
         if declared:
             fmt = format_by_name(declared)
             path = stem.with_name(stem.name + fmt.extension)
@@ -152,12 +152,19 @@ class KtxIOManager(UPathIOManager):
             if not stored:
                 raise FileNotFoundError(f"no stored output at {stem}.* (not materialized yet?)")
             fmt, path = stored[0]
+        unknown = sorted(set(read_options) - set(fmt.read_options))
+        if unknown:
+            raise TypeError(
+                f"{path}: {fmt.name} files take no read option {', '.join(unknown)}"
+                f" (supported: {', '.join(fmt.read_options) or 'none'})"
+            )
         if _is_local(path):
             if fmt.native_paths:
-                return fmt.read(path.path)
+                return fmt.read(path.path, **read_options)
             with open(path.path, "rb") as f:
-                return fmt.read(f)
-        return fmt.read(io.BytesIO(path.fs.cat_file(path.path)))
+                return fmt.read(f, **read_options)
+        # Remote: one GET of the whole object; the options still spare decoding the rest.
+        return fmt.read(io.BytesIO(path.fs.cat_file(path.path)), **read_options)
 
     @staticmethod
     def _declared_format(context: InputContext) -> str | None:

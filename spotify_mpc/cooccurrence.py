@@ -353,20 +353,69 @@ class CoocLookup:
             key, partner, count = key[order], partner[order], count[order]
         return key, partner, count
 
-    def prefetch(self, codes_by_kind: Mapping[str, np.ndarray]) -> "CoocLookup":
+    def prefetch(self, codes_by_kind: Mapping[str, np.ndarray]) -> "PrefetchedCooc":
         """A lookup holding only the rows of the given keys: each table is read once here,
-        then many small batches of playlists are scored from memory."""
-        tables = {}
+        then many small batches of playlists are scored from memory. The rows are kept as one
+        normalized float32 CSR per kind (8 bytes a partner, half of the table rows)."""
+        kinds = {}
         for kind, codes in codes_by_kind.items():
             codes = np.unique(np.asarray(codes, dtype=np.int64))
             shards = shard_of(codes, self.n_shards)
+            keys, counts, mats = [], [], []
             for s in range(self.n_shards):
-                key, partner, count = self._table(kind, s)
                 want = codes[shards == s]
+                if not len(want):
+                    continue
+                key, partner, count = self._table(kind, s)
                 lo = np.searchsorted(key, want, side="left")
                 n = np.searchsorted(key, want, side="right") - lo
                 idx = np.repeat(lo - np.cumsum(n) + n, n) + np.arange(n.sum())
-                tables[(kind, s)] = pd.DataFrame({"key": key[idx], "partner": partner[idx], "count": count[idx]})
-        sub = CoocLookup(tables, self.n_shards)
-        sub._asked, sub._known = self._asked, self._known  # coverage is reported on the parent
-        return sub
+                k, p, c = key[idx], partner[idx], count[idx]
+                del key, partner, count, idx
+                is_kc = p == -1
+                vocab = k[is_kc]  # sorted: tables are sorted by key, one count row per key
+                kc = c[is_kc].astype(np.int64)
+                rows = np.searchsorted(vocab, k[~is_kc])
+                v = (c[~is_kc] / (kc[rows] + KEY_SMOOTHING)).astype(np.float32)
+                m = sp.csr_matrix((v, (rows, p[~is_kc])), shape=(len(vocab), int(p.max(initial=-1)) + 1))
+                keys.append(vocab)
+                counts.append(kc)
+                mats.append(m)
+            if mats:
+                width = max(m.shape[1] for m in mats)
+                for i, m in enumerate(mats):
+                    m.resize((m.shape[0], width))
+                order_keys = np.concatenate(keys)
+                order = np.argsort(order_keys, kind="stable")
+                kinds[kind] = (order_keys[order], np.concatenate(counts)[order], sp.vstack(mats, format="csr")[order])
+        return PrefetchedCooc(kinds, self._asked, self._known)
+
+
+class PrefetchedCooc:
+    """`CoocLookup.rows` over prefetched keys only (asking for other keys of a kind is an error
+    in the caller: they were not prefetched); coverage counts go to the parent lookup."""
+
+    def __init__(self, kinds: Mapping[str, tuple[np.ndarray, np.ndarray, sp.csr_matrix]],
+                 asked: dict[str, int], known: dict[str, int]):
+        self.kinds = dict(kinds)
+        self._asked, self._known = asked, known
+
+    def coverage(self, kind: str) -> float:
+        asked = self._asked.get(kind, 0)
+        return self._known.get(kind, 0) / asked if asked else 1.0
+
+    def rows(self, kind: str, codes: np.ndarray, n_tracks: int) -> tuple[sp.csr_matrix, np.ndarray]:
+        codes = np.asarray(codes, dtype=np.int64)
+        self._asked[kind] = self._asked.get(kind, 0) + len(codes)
+        if kind not in self.kinds or not len(codes):
+            return sp.csr_matrix((len(codes), n_tracks), dtype=np.float32), np.zeros(len(codes), np.int64)
+        vocab, kc, m = self.kinds[kind]
+        i = np.minimum(np.searchsorted(vocab, codes), len(vocab) - 1)
+        hit = vocab[i] == codes
+        self._known[kind] = self._known.get(kind, 0) + int(hit.sum())
+        sub = m[i[hit]]  # copies only the rows asked for; keys outside the vocabulary: empty rows
+        lengths = np.zeros(len(codes), dtype=np.int64)
+        lengths[hit] = np.diff(sub.indptr)
+        indptr = np.concatenate([[0], np.cumsum(lengths)])
+        out = sp.csr_matrix((sub.data, sub.indices, indptr), shape=(len(codes), n_tracks))
+        return out, np.where(hit, kc[i], 0)

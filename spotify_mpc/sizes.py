@@ -3,7 +3,8 @@
 `mini` exercises every asset in well under a minute; `80k` is the original's small contest
 (80 slices: 6 statistics parts, 1 training-challenge part, 1 test part); `full` is the 1M
 contest. Select with KTX_SPOTIFY_SIZE (default mini); KTX_SLICES_PER_PART overrides the
-part size of any preset.
+part size of any preset, KTX_CHALLENGE_PER_CATEGORY the playlists per category of both
+challenge sets (smaller parts hold fewer long playlists to sample from).
 """
 
 from __future__ import annotations
@@ -68,5 +69,13 @@ def get_size(name: str | None = None) -> ContestSize:
     if name not in PRESETS:
         raise ValueError(f"unknown contest size {name!r}; choose one of {sorted(PRESETS)} (KTX_SPOTIFY_SIZE)")
     size = PRESETS[name]
-    k = os.environ.get("KTX_SLICES_PER_PART")
-    return replace(size, slices_per_part=int(k)) if k else size
+    overrides = {}
+    for env, fields in (("KTX_SLICES_PER_PART", ("slices_per_part",)),
+                        ("KTX_CHALLENGE_PER_CATEGORY", ("test_per_category", "train_per_category"))):
+        raw = os.environ.get(env, "").strip()
+        if not raw:
+            continue
+        if not raw.isdigit() or int(raw) < 1:
+            raise ValueError(f"{env}={raw!r} must be a whole number >= 1")
+        overrides.update({f: int(raw) for f in fields})
+    return replace(size, **overrides)

@@ -65,6 +65,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ktx_dagster.lazy import LazyPartitions
 from spotify_mpc import artists, challenge, cooccurrence as cooc_mod, evaluation as evaluation_mod, features
 from spotify_mpc import model as model_mod
 from spotify_mpc import mpd_io, standardize, submission as submission_mod
@@ -72,7 +73,7 @@ from spotify_mpc.challenge import ChallengeView
 from spotify_mpc.cooccurrence import KINDS
 from spotify_mpc.sizes import ContestSize
 
-Loader = Callable[[], Any]
+Loader = Callable[..., Any]
 EvaluationResult = evaluation_mod.EvaluationResult
 
 
@@ -106,10 +107,10 @@ def sample_shard_rows(pids: np.ndarray, shard: int, n_shards: int) -> np.ndarray
     return np.sort(order[shard::n_shards])
 
 
-def _loaded(mapping: Mapping[str, Loader], keys=None) -> Iterator[Any]:
+def _loaded(mapping: Mapping[str, Loader], keys=None, **read_options: Any) -> Iterator[Any]:
     for key in (mapping if keys is None else keys):
         item = mapping[key]
-        yield item() if callable(item) else item
+        yield item(**read_options) if callable(item) else item
 
 
 def _kind_shard(key: Any) -> tuple[str, int]:
@@ -197,9 +198,10 @@ def cooccurrence(partials: Mapping[Any, Loader], shard: int, size: ContestSize, 
     `partials` may hold only this kind's parts (keyed by part), or every (part, kind) with
     multi-partition keys such as '3|total' or ('3', 'total'); then `kind` selects.
     """
-    if kind is not None:
-        partials = {k: v for k, v in partials.items() if _part_kind(k)[1] in (kind, None)}
-    return cooc_mod.reduce_shard(_loaded(partials), shard, size.top_n)
+    keys = [k for k in partials if kind is None or _part_kind(k)[1] in (kind, None)]
+    # Partials are written grouped by shard: read only this shard's row groups of each part.
+    only_shard = {"filters": [("shard", "=", shard)]} if isinstance(partials, LazyPartitions) else {}
+    return cooc_mod.reduce_shard(_loaded(partials, keys, **only_shard), shard, size.top_n)
 
 
 def _part_kind(key: Any) -> tuple[str, str | None]:

@@ -119,6 +119,38 @@ def test_lazy_multi_partition_load_loads_on_demand(root, instance):
     assert result.output_for_node("total") == {"rows": 1 + 2 + 3 + 4}
 
 
+def test_lazy_loader_reads_a_slice_of_a_parquet_partition(root, instance):
+    """Read options reach pyarrow: only the shard asked for, only the columns asked for."""
+    keys = ["0", "1"]
+
+    @transformation(partitions=keys)
+    def partial(context) -> pd.DataFrame:
+        # grouped by shard, in row groups small enough that the filter skips some of them
+        n = 10_000
+        return pd.DataFrame({"shard": np.repeat(np.arange(4, dtype=np.int8), n // 4),
+                             "key": np.arange(n) + int(context.partition_key), "count": np.ones(n, np.int32)})
+
+    seen = {}
+
+    @transformation(inputs={"partial": Upstream("partial", mapping=dg.AllPartitionMapping())})
+    def shard_two(partial: LazyPartitions) -> dict:
+        frames = [partial.load(k, filters=[("shard", "=", 2)], columns=["shard", "key"]) for k in partial]
+        seen["columns"] = [list(f.columns) for f in frames]
+        seen["shards"] = sorted({int(s) for f in frames for s in f["shard"]})
+        try:
+            partial["0"](window=3)
+        except TypeError as exc:
+            seen["error"] = str(exc)
+        return {"rows": sum(len(f) for f in frames)}
+
+    for key in keys:
+        dg.materialize([partial], partition_key=key, resources=_resources(root), instance=instance)
+    result = dg.materialize([partial, shard_two], selection=[shard_two], resources=_resources(root), instance=instance)
+    assert result.output_for_node("shard_two") == {"rows": 2 * 2_500}
+    assert seen["shards"] == [2] and seen["columns"] == [["shard", "key"]] * 2
+    assert "0.parquet: parquet files take no read option window (supported: columns, filters)" in seen["error"]
+
+
 def test_many_load_always_returns_dict_even_for_one_partition(root, instance):
     @transformation(partitions=["only"])
     def single(context) -> str:

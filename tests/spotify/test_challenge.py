@@ -50,3 +50,15 @@ def test_view_subset_roundtrip():
     sub = view.subset(np.array([4, 1]))
     assert sub.pids.tolist() == [view.pids[4], view.pids[1]]
     assert np.array_equal(sub.seeds(0), view.seeds(4)) and np.array_equal(sub.hidden(1), view.hidden(1))
+
+
+def test_contest_size_overrides_from_env(monkeypatch):
+    from spotify_mpc.sizes import get_size
+
+    monkeypatch.setenv("KTX_SLICES_PER_PART", "5")
+    monkeypatch.setenv("KTX_CHALLENGE_PER_CATEGORY", "200")
+    size = get_size("80k")
+    assert (size.slices_per_part, size.n_parts, size.test_per_category, size.train_per_category) == (5, 16, 200, 200)
+    monkeypatch.setenv("KTX_CHALLENGE_PER_CATEGORY", "lots")
+    with pytest.raises(ValueError, match="KTX_CHALLENGE_PER_CATEGORY='lots' must be a whole number"):
+        get_size("80k")

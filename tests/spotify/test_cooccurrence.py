@@ -115,4 +115,32 @@ def test_prefetch_serves_the_same_rows():
     a, ka = lookup.rows("total", np.array([1, 2]), 5)
     b, kb = sub.rows("total", np.array([1, 2]), 5)
     assert (a != b).nnz == 0 and ka.tolist() == kb.tolist()
-    assert sum(len(t) for t in sub.tables.values()) == sum(len(t) for t in tables.values())
+    vocab_keys, _, m = sub.kinds["total"]
+    assert vocab_keys.tolist() == [1, 2]
+    assert m.nnz == sum(int((t["partner"] >= 0).sum()) for t in tables.values())
+
+
+def test_prefetch_matches_the_full_lookup_on_many_keys_and_shards():
+    """Random playlists, 3 shards, keys outside the vocabulary: same rows, same coverage."""
+    rng = np.random.default_rng(0)
+    n_pl, n_tracks = 300, 400
+    lengths = rng.integers(2, 30, n_pl)
+    part = pd.DataFrame({
+        "pid": np.repeat(np.arange(n_pl), lengths),
+        "pos": np.concatenate([np.arange(n) for n in lengths]),
+        "track_id": rng.zipf(1.3, lengths.sum()) % n_tracks,
+        "name": "x",
+    })
+    vocab = np.unique(rng.choice(n_tracks, 150, replace=False))
+    for kind in ("total", "forward_10"):
+        tables = {(kind, s): co.reduce_shard([co.partial_counts(part, kind, vocab if kind == "total" else
+                                              np.unique(co._position_keys(part["track_id"].to_numpy(np.int64),
+                                              np.repeat(np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths),
+                                              kind)), 3)], shard=s, top_n=20) for s in range(3)}
+        full, pre = co.CoocLookup(tables, n_shards=3), co.CoocLookup(tables, n_shards=3)
+        asked = np.unique(np.concatenate([vocab[::2], [10_000, 10_001]]))  # two unknown keys
+        sub = pre.prefetch({kind: asked})
+        a, ka = full.rows(kind, asked, n_tracks)
+        b, kb = sub.rows(kind, asked, n_tracks)
+        assert a.shape == b.shape and abs(a - b).max() < 1e-6 and ka.tolist() == kb.tolist()
+        assert full.coverage(kind) == pre.coverage(kind) < 1.0
