@@ -295,7 +295,19 @@ def top_per_row(m: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray, np.nd
 # --------------------------------------------------------------------------- lookups
 
 
-class CoocLookup:
+class _Coverage:
+    """Counts of the keys asked for and of those in the counted vocabulary, per kind."""
+
+    _asked: dict[str, int]
+    _known: dict[str, int]
+
+    def coverage(self, kind: str) -> float:
+        """Share of the keys asked for so far that were in the counted vocabulary (1.0 if none)."""
+        asked = self._asked.get(kind, 0)
+        return self._known.get(kind, 0) / asked if asked else 1.0
+
+
+class CoocLookup(_Coverage):
     """Normalized co-occurrence rows for given keys, read from reduced (kind, shard) tables.
 
     tables: Mapping[(kind, shard)] -> zero-argument loader of a `reduce_shard` DataFrame.
@@ -309,10 +321,6 @@ class CoocLookup:
         self._asked: dict[str, int] = {}
         self._known: dict[str, int] = {}
 
-    def coverage(self, kind: str) -> float:
-        """Share of the keys asked for so far that were in the counted vocabulary (1.0 if none)."""
-        asked = self._asked.get(kind, 0)
-        return self._known.get(kind, 0) / asked if asked else 1.0
 
     def rows(self, kind: str, codes: np.ndarray, n_tracks: int) -> tuple[sp.csr_matrix, np.ndarray]:
         """(len(codes) x n_tracks CSR of count / (key count + 5), key counts) for sorted distinct codes."""
@@ -391,7 +399,7 @@ class CoocLookup:
         return PrefetchedCooc(kinds, self._asked, self._known)
 
 
-class PrefetchedCooc:
+class PrefetchedCooc(_Coverage):
     """`CoocLookup.rows` over prefetched keys only (asking for other keys of a kind is an error
     in the caller: they were not prefetched); coverage counts go to the parent lookup."""
 
@@ -399,10 +407,6 @@ class PrefetchedCooc:
                  asked: dict[str, int], known: dict[str, int]):
         self.kinds = dict(kinds)
         self._asked, self._known = asked, known
-
-    def coverage(self, kind: str) -> float:
-        asked = self._asked.get(kind, 0)
-        return self._known.get(kind, 0) / asked if asked else 1.0
 
     def rows(self, kind: str, codes: np.ndarray, n_tracks: int) -> tuple[sp.csr_matrix, np.ndarray]:
         codes = np.asarray(codes, dtype=np.int64)
