@@ -23,6 +23,9 @@ def _instance() -> dg.DagsterInstance:
     if not os.environ.get("DAGSTER_HOME"):
         sys.exit("DAGSTER_HOME is not set: point it at a folder (make sets ./.dagster_home)")
     os.makedirs(os.environ["DAGSTER_HOME"], exist_ok=True)
+    # deploy/local/dagster.yaml reads the run queue's limit from env (make exports 2); the CLI
+    # does not use the queue, so a shell without make must not fail on it.
+    os.environ.setdefault("KTX_MAX_CONCURRENT_RUNS", "2")
     return dg.DagsterInstance.get()
 
 

@@ -14,6 +14,7 @@ partition it held.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import queue
 import threading
@@ -90,14 +91,17 @@ class WorkerPool:
 
     def __init__(self, size: int, module: str):
         self.size, self.module = size, module
+        # The code cannot change during one CLI call: resolve the project's definitions once.
+        self.preload = (*warm.PRELOAD, "ktx_dagster.warm_definitions") if module == CODE_LOCATION_MODULE else warm.PRELOAD
         self.log_dir = os.path.join(os.environ["DAGSTER_HOME"], "ktx-cli-logs")
         os.makedirs(self.log_dir, exist_ok=True)
 
     def _run(self, slot: int, asset: str, partition: str | None) -> dict:
         log = os.path.join(self.log_dir, f"worker-{slot}.log")
-        receive, send = warm.context().Pipe(duplex=False)
+        receive, send = multiprocessing.Pipe(duplex=False)
         label = f"{asset}[{partition}]" if partition is not None else asset
-        proc = warm.start(_run_in_child, (self.module, asset, partition, send), name=f"ktx-run {label}", log_path=log)
+        proc = warm.start(_run_in_child, (self.module, asset, partition, send), name=f"ktx-run {label}",
+                          log_path=log, preload=self.preload)
         send.close()  # the child holds the sending end now; EOF here means it is gone
         try:
             result = receive.recv()
