@@ -17,6 +17,8 @@ Partitions are the tasks:
     challenge_submission   one task each
 
 The contest size (KTX_SPOTIFY_SIZE: mini, 80k, full) fixes shard counts and sample sizes.
+Memory requests (= limits on Kubernetes) are the peak RSS measured by `bench/spotify.py
+--slices 80` plus 25-50% headroom; the full contest needs its own measurement.
 """
 
 
@@ -92,7 +94,7 @@ def tracks(context: dg.AssetExecutionContext, part_tracks: LazyPartitions) -> pd
     return table
 
 
-@transformation(partitions=PARTS, cpu="1", memory="1Gi", group=GROUP, format="parquet")
+@transformation(partitions=PARTS, cpu="1", memory="1280Mi", group=GROUP, format="parquet")
 def train_playlists(playlists: pd.DataFrame, tracks: pd.DataFrame) -> pd.DataFrame:
     """The part's playlists with integer track ids."""
     return steps.train_playlists(playlists, tracks)
@@ -112,7 +114,7 @@ def training_challenge_set(context: dg.AssetExecutionContext, parts: LazyPartiti
     return steps.training_challenge_set(parts.load(_part_roles(context).training), SIZE)
 
 
-@transformation(cpu="1", memory="1Gi", group=GROUP, format="parquet")
+@transformation(cpu="1", memory="1280Mi", group=GROUP, format="parquet")
 def challenge_keys(
     data_dir: DataDir, challenge_set: pd.DataFrame, training_challenge_set: pd.DataFrame, tracks: pd.DataFrame,
 ) -> pd.DataFrame:
@@ -140,7 +142,7 @@ def cooccurrence_partials(
     partitions=KIND_X_SHARD,
     inputs={"partials": Upstream(cooccurrence_partials, mapping=dg.MultiPartitionMapping(
         {"kind": dg.DimensionPartitionMapping("kind", dg.IdentityPartitionMapping())}))},
-    cpu="1", memory="1536Mi", group=GROUP, format="parquet",
+    cpu="1", memory="1792Mi", group=GROUP, format="parquet",
 )
 def cooccurrence(context: dg.AssetExecutionContext, partials: LazyPartitions) -> pd.DataFrame:
     """One (kind, shard): that kind's partials of every part, reduced to the top-N partners per key."""
@@ -205,7 +207,7 @@ def model(context: dg.AssetExecutionContext, samples: LazyPartitions) -> dict:
     return trained
 
 
-@transformation(inputs={"samples": Upstream(test_samples, mapping=ALL)}, cpu="1", memory="1Gi",
+@transformation(inputs={"samples": Upstream(test_samples, mapping=ALL)}, cpu="1", memory="1280Mi",
                 group=GROUP, format="parquet")
 def submission(samples: LazyPartitions, model: dict, challenge_set: pd.DataFrame, tracks: pd.DataFrame) -> pd.DataFrame:
     """Top 500 tracks per test playlist by predicted probability: pid, rank, track_id."""
@@ -256,8 +258,8 @@ def challenge_lists(
                                  int(context.partition_key), SIZE)
 
 
-@transformation(inputs={"lists": Upstream(challenge_lists, mapping=ALL)}, cpu="1", memory="1Gi", group=GROUP,
-                format="text")
+@transformation(inputs={"lists": Upstream(challenge_lists, mapping=ALL)}, cpu="1", memory="1536Mi",
+                group=GROUP, format="text")
 def challenge_submission(
     context: dg.AssetExecutionContext, data_dir: DataDir, tracks: pd.DataFrame, lists: LazyPartitions,
 ) -> str:
