@@ -50,6 +50,7 @@ class CheckContext:
     partition_key: str | None
     root: UPath
     log: Any
+    instance: Any = None  # the Dagster instance (dynamic partitions, other assets' records)
 
     def path(self, relative: str) -> UPath:
         return self.root / relative
@@ -337,6 +338,7 @@ def output_checks(
             partition_key=context.partition_key if context.has_partition_key else None,
             root=data_dir.path,
             log=context.log,
+            instance=context.instance,
         )
         yield from evaluate(checks, value, ctx)
 

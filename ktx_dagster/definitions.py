@@ -8,6 +8,7 @@ import dagster as dg
 import assets.checks
 import assets.hello_world
 import spotify_mpc.assets
+import spotify_mpc.checks
 from executors import deployment, executor_for, resources_for
 from ktx_dagster.sensors import file_sensors
 
@@ -26,7 +27,7 @@ ASSETS = dg.load_assets_from_modules([assets.hello_world, spotify_mpc.assets])
 defs = dg.Definitions(
     assets=ASSETS,
     # Checks on every stored partition; sensors turn new input files into partitions + runs.
-    asset_checks=assets.checks.CHECKS,
+    asset_checks=[*assets.checks.CHECKS, *spotify_mpc.checks.CHECKS],
     sensors=file_sensors(PARTITION_SOURCES, ASSETS),
     resources=resources_for(DEPLOYMENT),
     executor=executor_for(DEPLOYMENT),

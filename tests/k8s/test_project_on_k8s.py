@@ -182,9 +182,12 @@ def _materialize_one_step(project: Project, module, asset: str, key: str) -> Non
     run_id = h.materialize(asset, key)
     run = h.wait([run_id], timeout=180)[run_id]
     assert run.status == DagsterRunStatus.SUCCESS, h.debug()
-    by_step = _step_jobs(h, run_id, 1)
-    assert list(by_step) == [asset] and len(by_step[asset]) == 1, by_step
-    _assert_step_pod(h, by_step[asset][0], asset, key, _declared_resources(module, asset))
+    # the task, then its checks (spotify_mpc/checks.py), each a Job with the task's pod size
+    by_step = _step_jobs(h, run_id, 2)
+    assert sorted(by_step) == [asset, f"{asset}_checks"], by_step
+    assert all(len(jobs) == 1 for jobs in by_step.values()), by_step
+    for jobs in by_step.values():
+        _assert_step_pod(h, jobs[0], asset, key, _declared_resources(module, asset))
     (mat,) = h.events(run_id, DagsterEventType.ASSET_MATERIALIZATION)
     assert mat.dagster_event.event_specific_data.materialization.partition == key
     assert (data / asset / f"{key}.parquet").stat().st_size > 0
