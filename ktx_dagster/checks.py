@@ -188,19 +188,23 @@ def has_columns(
     return Check(name, fn, f"Columns present{' (and no others)' if exact else ''}: {listed}.")
 
 
-def unique(column: str | None = None, *, name: str | None = None) -> Check:
-    """No duplicate values in `column` (or among the items / lines when column is None)."""
+def unique(column: str | Sequence[str] | None = None, *, name: str | None = None) -> Check:
+    """No duplicate values in `column`, or combinations of values when given several columns
+    (or among the items / lines when column is None)."""
+    columns = [column] if isinstance(column, str) else list(column or [])
 
     def fn(value: Any, ctx: CheckContext) -> Outcome:
-        series = _column(value, column)
-        dupes = series[series.duplicated(keep=False)]
+        data = _column(value, column) if len(columns) <= 1 else _as_frame(value)[[_column(value, c).name for c in columns]]
+        dupes = data[data.duplicated(keep=False)]
+        distinct = dupes.drop_duplicates()
         return dupes.empty, {
             "duplicated_rows": int(len(dupes)),
-            **({"examples": _sample(dupes.unique())} if not dupes.empty else {}),
+            **({"examples": _sample(distinct if distinct.ndim == 1 else distinct.itertuples(index=False, name=None))}
+               if not dupes.empty else {}),
         }
 
-    what = f"column {column!r}" if column else "items"
-    return Check(name or (f"unique_{column}" if column else "unique"), fn, f"No duplicate values in {what}.")
+    what = f"column {column!r}" if len(columns) == 1 else f"columns {columns}" if columns else "items"
+    return Check(name or (f"unique_{'_'.join(columns)}" if columns else "unique"), fn, f"No duplicate values in {what}.")
 
 
 def in_range(

@@ -136,9 +136,6 @@ class WorkerPool:
         for t in threads:
             t.join()
 
-    def close(self) -> None:
-        pass  # run processes end with their runs; the fork server ends with this process
-
 
 def _materialized(instance: dg.DagsterInstance, key: dg.AssetKey, keys: Sequence[str | None]) -> set[str | None]:
     if keys == [None]:
@@ -179,49 +176,46 @@ def materialize(
     outcomes: list[AssetOutcome] = []
     failed_assets: set[dg.AssetKey] = set()
     pool = WorkerPool(max_concurrent, module)
-    try:
-        for key in order:
-            name = key.to_user_string()
-            outcome = AssetOutcome(asset=name)
-            outcomes.append(outcome)
-            if graph.get(key).parent_keys & failed_assets:
-                outcome.skipped = True
-                failed_assets.add(key)
-                log(f"{name}: skipped, an upstream transformation failed")
-                continue
-            keys = partition_keys_for(repo_def.assets_defs_by_key[key], instance)
-            if only_partitions is not None:
-                keys = [k for k in keys if k in set(only_partitions)]
-            if missing_only:
-                done = _materialized(instance, key, keys)
-                if done:
-                    log(f"{name}: {len(done)} partition(s) already materialized, reused")
-                keys = [k for k in keys if k not in done]
-                if not keys:
-                    continue
+    for key in order:
+        name = key.to_user_string()
+        outcome = AssetOutcome(asset=name)
+        outcomes.append(outcome)
+        if graph.get(key).parent_keys & failed_assets:
+            outcome.skipped = True
+            failed_assets.add(key)
+            log(f"{name}: skipped, an upstream transformation failed")
+            continue
+        keys = partition_keys_for(repo_def.assets_defs_by_key[key], instance)
+        if only_partitions is not None:
+            keys = [k for k in keys if k in set(only_partitions)]
+        if missing_only:
+            done = _materialized(instance, key, keys)
+            if done:
+                log(f"{name}: {len(done)} partition(s) already materialized, reused")
+            keys = [k for k in keys if k not in done]
             if not keys:
-                log(f"{name}: no partitions yet (no input files under the data dir?)")
                 continue
-            log(f"{name}: {len(keys)} partition(s), up to {max_concurrent} at once")
-            started = time.perf_counter()
+        if not keys:
+            log(f"{name}: no partitions yet (no input files under the data dir?)")
+            continue
+        log(f"{name}: {len(keys)} partition(s), up to {max_concurrent} at once")
+        started = time.perf_counter()
 
-            def report(partition: str | None, result: dict, seconds: float) -> None:
-                done = len(outcome.succeeded) + len(outcome.failed) + 1
-                label = f"{name}[{partition}]" if partition is not None else name
-                if result["success"]:
-                    outcome.succeeded.append(str(partition))
-                    log(f"  [{done}/{len(keys)}] {label} ok in {seconds:.1f}s (run {result['run_id'][:8]})")
-                else:
-                    outcome.failed[str(partition)] = result["error"]
-                    log(f"  [{done}/{len(keys)}] {label} FAILED (run {str(result['run_id'])[:8]}): {result['error']}")
-                    log(f"      worker log: {result['log']}")
+        def report(partition: str | None, result: dict, seconds: float) -> None:
+            done = len(outcome.succeeded) + len(outcome.failed) + 1
+            label = f"{name}[{partition}]" if partition is not None else name
+            if result["success"]:
+                outcome.succeeded.append(str(partition))
+                log(f"  [{done}/{len(keys)}] {label} ok in {seconds:.1f}s (run {result['run_id'][:8]})")
+            else:
+                outcome.failed[str(partition)] = result["error"]
+                log(f"  [{done}/{len(keys)}] {label} FAILED (run {str(result['run_id'])[:8]}): {result['error']}")
+                log(f"      worker log: {result['log']}")
 
-            pool.map(name, keys, report)
-            outcome.seconds = time.perf_counter() - started
-            if outcome.failed:
-                failed_assets.add(key)
-    finally:
-        pool.close()
+        pool.map(name, keys, report)
+        outcome.seconds = time.perf_counter() - started
+        if outcome.failed:
+            failed_assets.add(key)
     return outcomes
 
 

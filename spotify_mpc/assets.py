@@ -28,6 +28,7 @@ import dagster as dg
 import pandas as pd
 
 from ktx_dagster import ChunkedPartitions, FilePartitions, LazyPartitions, Upstream, transformation
+from ktx_dagster.checks import CheckContext
 from resources.data_dir import DataDir
 from spotify_mpc import steps
 from spotify_mpc.cooccurrence import KINDS
@@ -52,7 +53,8 @@ TEST_SHARDS = dg.StaticPartitionsDefinition([str(s) for s in range(SIZE.test_sam
 ALL = dg.AllPartitionMapping()
 
 
-def _part_roles(context: dg.AssetExecutionContext) -> steps.PartRoles:
+def part_roles(context: dg.AssetExecutionContext | CheckContext) -> steps.PartRoles:
+    """Which parts are statistics, training and test, from the parts registered now."""
     return steps.PartRoles.of(len(context.instance.get_dynamic_partitions(PARTS.name)))
 
 
@@ -90,7 +92,7 @@ def tracks(context: dg.AssetExecutionContext, part_tracks: LazyPartitions) -> pd
     """Global track table reduced over the statistics parts, one part in memory at a time;
     the row number is the integer track id (most popular first)."""
     table = steps.tracks(part_tracks, len(part_tracks))
-    context.log.info(f"{len(table)} tracks from {len(_part_roles(context).statistics)} statistics parts")
+    context.log.info(f"{len(table)} tracks from {len(part_roles(context).statistics)} statistics parts")
     return table
 
 
@@ -104,14 +106,14 @@ def train_playlists(playlists: pd.DataFrame, tracks: pd.DataFrame) -> pd.DataFra
                 group=GROUP, format="parquet")
 def challenge_set(context: dg.AssetExecutionContext, parts: LazyPartitions) -> pd.DataFrame:
     """The test challenge set: the 10 official categories sampled from the last (held-out) part."""
-    return steps.challenge_set(parts.load(_part_roles(context).test), SIZE)
+    return steps.challenge_set(parts.load(part_roles(context).test), SIZE)
 
 
 @transformation(inputs={"parts": Upstream(train_playlists, mapping=ALL)}, cpu="1", memory="512Mi",
                 group=GROUP, format="parquet")
 def training_challenge_set(context: dg.AssetExecutionContext, parts: LazyPartitions) -> pd.DataFrame:
     """The training challenge set, from the second-to-last (held-out) part."""
-    return steps.training_challenge_set(parts.load(_part_roles(context).training), SIZE)
+    return steps.training_challenge_set(parts.load(part_roles(context).training), SIZE)
 
 
 @transformation(cpu="1", memory="1280Mi", group=GROUP, format="parquet")

@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 
 from ktx_dagster.checks import CheckContext, check, has_columns, non_empty, output_checks, unique
 from spotify_mpc.assets import (
-    PARTS,
     challenge_set,
     mpd_slices,
+    part_roles,
     playlists,
     submission,
     tracks,
@@ -21,15 +21,6 @@ from spotify_mpc.assets import (
     training_challenge_set,
 )
 from spotify_mpc.challenge import CATEGORIES
-from spotify_mpc.steps import PartRoles
-
-
-def _duplicates(frame: pd.DataFrame, columns: list[str]) -> tuple[bool, dict]:
-    dupes = frame.duplicated(columns, keep=False)
-    meta = {"duplicated_rows": int(dupes.sum())}
-    if dupes.any():
-        meta["examples"] = frame.loc[dupes, columns].head(5).to_string(index=False)
-    return not dupes.any(), meta
 
 
 @check("pids_in_slice_range", "Every pid lies in the range the slice file names (mpd.slice.<a>-<b>.json).")
@@ -50,9 +41,7 @@ def num_tracks_matches_rows(frame: pd.DataFrame, ctx: CheckContext):
                        **({"examples": ", ".join(map(str, bad.index[:5]))} if len(bad) else {})}
 
 
-@check("unique_pid_pos", "No playlist position appears twice.")
-def unique_pid_pos(frame: pd.DataFrame, ctx: CheckContext):
-    return _duplicates(frame, ["pid", "pos"])
+unique_pid_pos = unique(["pid", "pos"])  # no playlist position appears twice
 
 
 @check("track_ids_in_range", "Track ids are below the track table's size; statistics parts know every track.")
@@ -61,8 +50,7 @@ def track_ids_in_range(frame: pd.DataFrame, ctx: CheckContext):
         n_tracks = pq.ParquetFile(f).metadata.num_rows
     ids = frame["track_id"].to_numpy()
     too_big = int((ids >= n_tracks).sum())
-    n_parts = len(ctx.instance.get_dynamic_partitions(PARTS.name)) if ctx.instance else None
-    statistics = n_parts is not None and str(ctx.partition_key) in PartRoles.of(n_parts).statistics
+    statistics = ctx.instance is not None and str(ctx.partition_key) in part_roles(ctx).statistics
     unknown = int((ids < 0).sum())
     ok = too_big == 0 and not (statistics and unknown)
     return ok, {"tracks": n_tracks, "above_range": too_big, "unknown_tracks": unknown,

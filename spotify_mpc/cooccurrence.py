@@ -389,9 +389,9 @@ class CoocLookup(_Coverage):
                 keys.append(vocab)
                 counts.append(kc)
                 mats.append(m)
-            if mats:
+            if sum(len(k) for k in keys):  # a kind none of whose keys was counted: no rows
                 width = max(m.shape[1] for m in mats)
-                for i, m in enumerate(mats):
+                for m in mats:
                     m.resize((m.shape[0], width))
                 order_keys = np.concatenate(keys)
                 order = np.argsort(order_keys, kind="stable")
@@ -400,8 +400,8 @@ class CoocLookup(_Coverage):
 
 
 class PrefetchedCooc(_Coverage):
-    """`CoocLookup.rows` over prefetched keys only (asking for other keys of a kind is an error
-    in the caller: they were not prefetched); coverage counts go to the parent lookup."""
+    """`CoocLookup.rows` over the prefetched keys; a key that was not prefetched gets an empty
+    row and counts as outside the vocabulary. Coverage counts go to the parent lookup."""
 
     def __init__(self, kinds: Mapping[str, tuple[np.ndarray, np.ndarray, sp.csr_matrix]],
                  asked: dict[str, int], known: dict[str, int]):

@@ -209,19 +209,10 @@ def throwaway_postgres(
             time.sleep(0.2 * (attempt + 1))
         if not started:
             raise PostgresUnavailable("pg_ctl start failed: no free port after 5 tries")
-        if database != "postgres":
-            import psycopg2
-
-            conn = psycopg2.connect(host=host, port=port, user=user, password=password, dbname="postgres")
-            try:
-                conn.autocommit = True
-                with conn.cursor() as cur:
-                    cur.execute(f'CREATE DATABASE "{database}"')
-            finally:
-                conn.close()
-        yield PostgresServer(
-            host=host, port=port, user=user, password=password, database=database, base_dir=base, bin_dir=bin_dir
+        server = PostgresServer(
+            host=host, port=port, user=user, password=password, database="postgres", base_dir=base, bin_dir=bin_dir
         )
+        yield server.create_database(database) if database != "postgres" else server
     finally:
         if started:
             _run(prefix, [str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"], timeout=60)

@@ -144,3 +144,7 @@ def test_prefetch_matches_the_full_lookup_on_many_keys_and_shards():
         b, kb = sub.rows(kind, asked, n_tracks)
         assert a.shape == b.shape and abs(a - b).max() < 1e-6 and ka.tolist() == kb.tolist()
         assert full.coverage(kind) == pre.coverage(kind) < 1.0
+        # only keys nobody counted: empty rows, no error
+        unknown = np.array([10_000, 10_001])
+        m, kc = pre.prefetch({kind: unknown}).rows(kind, unknown, n_tracks)
+        assert m.shape == (2, n_tracks) and m.nnz == 0 and kc.tolist() == [0, 0]
