@@ -31,12 +31,18 @@ $(DAGSTER_HOME)/dagster.yaml: deploy/local/dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp deploy/local/dagster.yaml $@
 
+# The examples are this repository's two code locations (workspace.yaml): sample inputs,
+# every partition of every asset through `ktx materialize`, then what came out.
 demo: venv $(DAGSTER_HOME)/dagster.yaml
-	$(PY) -m ktx_dagster demo
+	$(PY) -m assets.samples write
+	$(PY) -m spotify_mpc.samples write
+	$(VENV)/bin/ktx materialize -w workspace.yaml
+	$(PY) -m assets.samples show
+	$(PY) -m spotify_mpc.samples show
 
 dev: venv $(DAGSTER_HOME)/dagster.yaml
-	$(PY) -m ktx_dagster sample
-	$(PY) -m ktx_dagster sync
+	$(PY) -m assets.samples write
+	$(VENV)/bin/ktx sync -w workspace.yaml
 	$(VENV)/bin/dagster dev -w workspace.yaml
 
 # Debian packages the tests need (Chromium for the UI tests, PostgreSQL for the shared

@@ -4,8 +4,7 @@ with every line prefixed by `Hello World: ` (kube-transform's first example, 250
 import dagster as dg
 
 from assets.logic.greeting import greet_lines
-from ktx_dagster import FilePartitions, transformation
-from resources.data_dir import DataDir
+from ktx_dagster import DataDir, FilePartitions, transformation
 
 HELLO_WORLD_FILES = FilePartitions(
     name="hello_world_files", directory="hello_world/raw", pattern="part_*.txt"

@@ -27,8 +27,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import dagster as dg  # noqa: E402
 
-from resources.io_manager import KtxIOManager  # noqa: E402
-from resources.data_dir import data_root  # noqa: E402
+from ktx_dagster.io_manager import KtxIOManager  # noqa: E402
+from ktx_dagster.data_dir import data_root  # noqa: E402
 
 
 def frame(rows: int) -> pd.DataFrame:

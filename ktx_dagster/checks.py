@@ -37,7 +37,7 @@ from typing import Any
 import dagster as dg
 from upath import UPath
 
-from resources.data_dir import DataDir
+from ktx_dagster.data_dir import DataDir
 
 Outcome = bool | tuple[bool, Mapping[str, Any]] | dg.AssetCheckResult
 

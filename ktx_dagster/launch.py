@@ -6,15 +6,15 @@ with Dagster's own pieces: each run is a real run in the instance under DAGSTER_
 by the deployment's executor (multiprocess locally, one pod per step on Kubernetes). In the
 UI the same thing is a backfill, run by the daemon.
 
-Each run executes in a fresh process forked from a warm server (warm.py: the libraries are
-imported once, not once per partition); at most N at once, fed from a shared queue, so a slow
-partition never holds up the others. A run process that dies (crash, OOM kill) fails only the
-partition it held.
+Each run is created in the instance here and executed in a fresh process forked from a warm
+server (warm.py: the libraries and the code location are imported once, not once per
+partition), exactly as the WarmRunLauncher executes the runs of a backfill; at most N at
+once, fed from a shared queue, so a slow partition never holds up the others. A run process
+that dies (crash, OOM kill) fails only the partition it held.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import queue
 import threading
@@ -23,14 +23,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import dagster as dg
-from dagster._core.definitions.partitions.context import partition_loading_context
-from dagster._core.definitions.reconstruct import ReconstructableRepository
-
 from ktx_dagster import warm
+from ktx_dagster.code_location import CodeLocation
+from ktx_dagster.partitions import partition_keys_for
 
-CODE_LOCATION_MODULE = "ktx_dagster.definitions"
 # Task logs (started / finished, counts) at INFO; Dagster's per-event DEBUG lines stay in the UI.
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+FAILURE_EVENTS = {dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE}
 
 
 @dataclass
@@ -42,43 +41,33 @@ class AssetOutcome:
     seconds: float = 0.0
 
 
-def _first_error(result: dg.ExecuteInProcessResult | object) -> str:
-    for event in result.all_events:  # type: ignore[attr-defined]
-        if event.is_step_failure or event.is_run_failure:
-            data = event.event_specific_data
-            error = getattr(data, "error", None)
-            if error is not None:
-                cause = error
-                while cause.cause is not None:  # the user's exception, not Dagster's wrapper
-                    cause = cause.cause
-                return cause.message.strip().splitlines()[0][:300]
+def first_error(instance: dg.DagsterInstance, run_id: str) -> str:
+    """The first step or run failure of a run, as the user's own exception put it."""
+    for record in instance.all_logs(run_id, of_type=FAILURE_EVENTS):
+        error = getattr(record.dagster_event.event_specific_data, "error", None)
+        if error is not None:
+            cause = error
+            while cause.cause is not None:  # the user's exception, not Dagster's wrapper
+                cause = cause.cause
+            return cause.message.strip().splitlines()[0][:300]
     return "failed (see the run's logs in the UI)"
 
 
-def run_partition(module: str, asset: str, partition: str | None, instance: dg.DagsterInstance) -> dict:
-    """One run of one partition of one asset, in this process, with the job's own executor."""
-    recon_repo = ReconstructableRepository.for_module(module, "defs")
-    repo_def = recon_repo.get_definition()
+def create_partition_run(recon_repo, repo_def: dg.RepositoryDefinition, asset: str, partition: str | None,
+                         instance: dg.DagsterInstance) -> str:
+    """A run of one partition of one asset, created in the instance as `dagster job launch`
+    would create it (not started); returns its id."""
     key = dg.AssetKey.from_user_string(asset)
     job_def = repo_def.get_implicit_job_def_for_assets([key])
     tags = {"ktx/launched-by": "ktx-cli"}
     if partition is not None:
         tags.update(job_def.get_tags_for_partition_key(partition, selected_asset_keys=[key]))
-    result = dg.execute_job(
-        recon_repo.get_reconstructable_job(job_def.name), instance=instance, tags=tags,
-        asset_selection=[key], run_config=QUIET_RUN_CONFIG,
+    recon_job = recon_repo.get_reconstructable_job(job_def.name)
+    run = instance.create_run_for_job(
+        job_def=job_def, run_config=QUIET_RUN_CONFIG, tags=tags, asset_selection=frozenset([key]),
+        job_code_origin=recon_job.get_python_origin(),
     )
-    return {"success": result.success, "run_id": result.run_id, "error": None if result.success else _first_error(result)}
-
-
-def _run_in_child(module: str, asset: str, partition: str | None, results) -> None:
-    """Body of one run process: the run, then its outcome on the `results` pipe."""
-    try:
-        with dg.DagsterInstance.get() as instance:
-            result = run_partition(module, asset, partition, instance)
-    except Exception as exc:  # a broken definition must be reported, not just logged
-        result = {"success": False, "run_id": "-", "error": f"{type(exc).__name__}: {exc}"[:300]}
-    results.send(result)
+    return run.run_id
 
 
 class WorkerPool:
@@ -89,29 +78,33 @@ class WorkerPool:
     its own partition. Each slot appends its runs' console output to a log file.
     """
 
-    def __init__(self, size: int, module: str):
-        self.size, self.module = size, module
-        # The code cannot change during one CLI call: resolve the project's definitions once.
-        self.preload = (*warm.PRELOAD, "ktx_dagster.warm_definitions") if module == CODE_LOCATION_MODULE else warm.PRELOAD
-        self.log_dir = os.path.join(os.environ["DAGSTER_HOME"], "ktx-cli-logs")
+    def __init__(self, size: int, location: CodeLocation, repo_def: dg.RepositoryDefinition,
+                 instance: dg.DagsterInstance):
+        self.size, self.repo_def, self.instance = size, repo_def, instance
+        self.recon_repo = location.reconstructable()
+        # The code cannot change during one CLI call: the fork server resolves it once.
+        self.preload = warm.preload_code_location(location)
+        self.log_dir = os.path.join(instance.root_directory, "ktx-cli-logs")
         os.makedirs(self.log_dir, exist_ok=True)
+        self._create_lock = threading.Lock()
 
     def _run(self, slot: int, asset: str, partition: str | None) -> dict:
         log = os.path.join(self.log_dir, f"worker-{slot}.log")
-        receive, send = multiprocessing.Pipe(duplex=False)
-        label = f"{asset}[{partition}]" if partition is not None else asset
-        proc = warm.start(_run_in_child, (self.module, asset, partition, send), name=f"ktx-run {label}",
-                          log_path=log, preload=self.preload)
-        send.close()  # the child holds the sending end now; EOF here means it is gone
         try:
-            result = receive.recv()
-        except EOFError:
-            result = None
+            with self._create_lock:  # one writer of new runs at a time (SQLite)
+                run_id = create_partition_run(self.recon_repo, self.repo_def, asset, partition, self.instance)
+        except Exception as exc:  # a partition the definitions cannot run: report, go on
+            return {"success": False, "run_id": "-", "error": f"{type(exc).__name__}: {exc}"[:300], "log": log}
+        proc = warm.start_run(run_id, self.instance, preload=self.preload, log_path=log)
         proc.join()
-        receive.close()
-        if result is None:
-            return {"success": False, "run_id": "-", "error": f"run process died (exit {proc.exitcode})", "log": log}
-        return {**result, "log": log}
+        run = self.instance.get_run_by_id(run_id)
+        if run is not None and not run.is_finished:
+            # The process died before the run could end itself (OOM kill, crash): say so.
+            self.instance.report_run_failed(run, f"run process died (exit {proc.exitcode})")
+            return {"success": False, "run_id": run_id, "error": f"run process died (exit {proc.exitcode})", "log": log}
+        success = run is not None and run.status == dg.DagsterRunStatus.SUCCESS
+        return {"success": success, "run_id": run_id,
+                "error": None if success else first_error(self.instance, run_id), "log": log}
 
     def map(self, asset: str, partitions: Sequence[str | None], on_result: Callable[[str | None, dict, float], None]) -> None:
         todo: queue.Queue = queue.Queue()
@@ -137,17 +130,18 @@ class WorkerPool:
             t.join()
 
 
+def selected_keys(graph, selection: Sequence[str] | None) -> set[dg.AssetKey]:
+    """Dagster's selection syntax ("hello_world", "group:spotify_mpc", "+evaluation", ...);
+    keys another code location holds are not an error here (a workspace has several)."""
+    if not selection:
+        return set(graph.materializable_asset_keys)
+    return set(dg.AssetSelection.from_string(" or ".join(selection)).resolve(graph, allow_missing=True))
+
+
 def _materialized(instance: dg.DagsterInstance, key: dg.AssetKey, keys: Sequence[str | None]) -> set[str | None]:
     if keys == [None]:
         return {None} if instance.get_latest_materialization_event(key) is not None else set()
     return set(instance.get_materialized_partitions(key)) & set(keys)
-
-
-def partition_keys_for(asset: dg.AssetsDefinition, instance: dg.DagsterInstance) -> list[str | None]:
-    if asset.partitions_def is None:
-        return [None]
-    with partition_loading_context(dynamic_partitions_store=instance):
-        return list(asset.partitions_def.get_partition_keys())
 
 
 def materialize(
@@ -156,26 +150,23 @@ def materialize(
     max_concurrent: int,
     only_partitions: Sequence[str] | None = None,
     log: Callable[[str], None] = print,
-    module: str = CODE_LOCATION_MODULE,
+    *,
+    location: CodeLocation,
     missing_only: bool = False,
 ) -> list[AssetOutcome]:
-    """Run every partition of the selected assets (default: all), upstream first.
+    """Run every partition of the selected assets of one code location (default: all),
+    upstream first.
 
     missing_only: reuse finished work, running only partitions never materialized (kubeface's
     "re-use work of crashed jobs"; after a fix, re-runs exactly what failed).
     """
-    repo_def = ReconstructableRepository.for_module(module, "defs").get_definition()
+    repo_def = location.load()
     graph = repo_def.asset_graph
-    # Dagster's selection syntax: "hello_world", "group:spotify_mpc", "+evaluation", ...
-    wanted = (
-        dg.AssetSelection.from_string(" or ".join(selection)).resolve(graph)
-        if selection
-        else set(graph.materializable_asset_keys)
-    )
+    wanted = selected_keys(graph, selection)
     order = [key for level in graph.toposorted_asset_keys_by_level for key in sorted(level) if key in wanted]
     outcomes: list[AssetOutcome] = []
     failed_assets: set[dg.AssetKey] = set()
-    pool = WorkerPool(max_concurrent, module)
+    pool = WorkerPool(max_concurrent, location, repo_def, instance)
     for key in order:
         name = key.to_user_string()
         outcome = AssetOutcome(asset=name)
@@ -217,33 +208,3 @@ def materialize(
         if outcome.failed:
             failed_assets.add(key)
     return outcomes
-
-
-def materialize_in_process(
-    assets: Sequence[dg.AssetsDefinition],
-    instance: dg.DagsterInstance,
-    resources: dict[str, object],
-    log: Callable[[str], None] = lambda _: None,
-) -> dict[str, int]:
-    """Every partition of every asset, in dependency order, in this process (`dg.materialize`).
-
-    For pytest and notebooks: the same runs as the CLI, without worker processes. Raises on the
-    first failure. Returns the number of runs per asset.
-    """
-    graph = dg.Definitions(assets=list(assets), resources=resources).resolve_asset_graph()
-    by_key = {k: a for a in assets for k in a.keys}
-    runs: dict[str, int] = {}
-    for level in graph.toposorted_asset_keys_by_level:
-        for key in sorted(level):
-            if key not in by_key:
-                continue
-            keys = partition_keys_for(by_key[key], instance)
-            for partition in keys:
-                result = dg.materialize(
-                    list(assets), selection=[key], partition_key=partition, instance=instance,
-                    resources=resources, raise_on_error=True,
-                )
-                assert result.success
-            runs[key.to_user_string()] = len(keys)
-            log(f"{key.to_user_string()}: {len(keys)} run(s)")
-    return runs

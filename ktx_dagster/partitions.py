@@ -17,16 +17,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal, NamedTuple, Optional
+from typing import Any, Literal, NamedTuple, Optional
 
 import dagster as dg
-from dagster._core.definitions.partitions.context import partition_loading_context
-from dagster._core.definitions.partitions.mapping.partition_mapping import UpstreamPartitionsResult
+from dagster import partition_loading_context
 from upath import UPath
 
-if TYPE_CHECKING:
-    from dagster._core.definitions.partitions.subset import PartitionsSubset
-    from dagster._core.instance import DynamicPartitionsStore
+from ktx_dagster.compat import PartitionsSubset, UpstreamPartitionsResult
 
 _INVALID_KEY_CHARS = re.compile(r"[\x00-\x1f,\[\]|]")
 
@@ -102,6 +99,10 @@ class FilePartitions:
             keys.append(key)
         return natural_sorted(keys)
 
+    def to_metadata(self) -> dict[str, str]:
+        """How an asset records its partitions' source (`ktx/partitions` metadata)."""
+        return {"kind": "files", "name": self.name, "directory": self.directory, "pattern": self.pattern, "key": self.key}
+
     def sync(self, instance: dg.DagsterInstance, root: UPath) -> list[str]:
         """Register keys of new files as partitions; returns the new keys. Never deletes."""
         existing = set(instance.get_dynamic_partitions(self.name))
@@ -135,7 +136,7 @@ class ChunkedPartitionMapping(
         downstream_partitions_def: dg.PartitionsDefinition | None,
         upstream_partitions_def: dg.PartitionsDefinition,
         current_time: datetime | None = None,
-        dynamic_partitions_store: Optional["DynamicPartitionsStore"] = None,
+        dynamic_partitions_store: Any = None,
     ) -> UpstreamPartitionsResult:
         with partition_loading_context(current_time, dynamic_partitions_store):
             upstream = self._upstream_keys(upstream_partitions_def)
@@ -159,7 +160,7 @@ class ChunkedPartitionMapping(
         upstream_partitions_def: dg.PartitionsDefinition,
         downstream_partitions_def: dg.PartitionsDefinition,
         current_time: datetime | None = None,
-        dynamic_partitions_store: Optional["DynamicPartitionsStore"] = None,
+        dynamic_partitions_store: Any = None,
     ) -> "PartitionsSubset":
         with partition_loading_context(current_time, dynamic_partitions_store):
             index = {k: i for i, k in enumerate(self._upstream_keys(upstream_partitions_def))}
@@ -192,6 +193,9 @@ class ChunkedPartitions:
     def mapping(self) -> ChunkedPartitionMapping:
         return ChunkedPartitionMapping(self.size)
 
+    def to_metadata(self) -> dict[str, Any]:
+        return {"kind": "chunks", "name": self.name, "size": self.size, "upstream": self.upstream.to_metadata()}
+
     def keys_for(self, upstream_keys: Sequence[str]) -> list[str]:
         return [str(i) for i in range(math.ceil(len(upstream_keys) / self.size))]
 
@@ -204,3 +208,48 @@ class ChunkedPartitions:
         if new:
             instance.add_dynamic_partitions(self.name, new)
         return new
+
+
+def partition_keys_for(asset: dg.AssetsDefinition, instance: dg.DagsterInstance) -> list[str | None]:
+    """Every partition key of an asset now (dynamic ones from the instance); [None] if unpartitioned."""
+    if asset.partitions_def is None:
+        return [None]
+    with partition_loading_context(dynamic_partitions_store=instance):
+        return list(asset.partitions_def.get_partition_keys())
+
+
+PartitionSource = FilePartitions | ChunkedPartitions
+SOURCE_METADATA_KEY = "ktx/partitions"  # asset metadata: the FilePartitions / ChunkedPartitions
+
+
+def source_from_metadata(data: Any) -> PartitionSource:
+    """The FilePartitions / ChunkedPartitions an asset's `ktx/partitions` metadata describes."""
+    data = getattr(data, "value", data)  # a JsonMetadataValue once Dagster normalized it
+    if data.get("kind") == "files":
+        return FilePartitions(name=data["name"], directory=data["directory"], pattern=data["pattern"], key=data["key"])
+    if data.get("kind") == "chunks":
+        return ChunkedPartitions(name=data["name"], upstream=source_from_metadata(data["upstream"]), size=int(data["size"]))
+    raise ValueError(f"{SOURCE_METADATA_KEY} metadata {data!r}: kind must be 'files' or 'chunks'")
+
+
+def partition_sources(assets: Sequence[Any]) -> list[PartitionSource]:
+    """The file-backed partitions of these assets, from their own metadata, each once.
+
+    Files first, then the chunks built on them, so registering them in this order (sync)
+    finds every chunk's files already registered. Two different sources under one name
+    would silently share partitions: that is an error naming both.
+    """
+    found: dict[str, PartitionSource] = {}
+    for asset in assets:
+        for key, metadata in getattr(asset, "metadata_by_key", {}).items():
+            if SOURCE_METADATA_KEY not in (metadata or {}):
+                continue
+            source = source_from_metadata(metadata[SOURCE_METADATA_KEY])
+            for each in (source.upstream, source) if isinstance(source, ChunkedPartitions) else (source,):
+                other = found.setdefault(each.name, each)
+                if other != each:
+                    raise ValueError(
+                        f"asset {key.to_user_string()!r}: partitions {each.name!r} are defined twice, as "
+                        f"{other!r} and {each!r}; give the two sources different names"
+                    )
+    return sorted(found.values(), key=lambda s: (isinstance(s, ChunkedPartitions), s.name))

@@ -27,26 +27,12 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from dagster._core.launcher import DefaultRunLauncher
-from dagster._core.launcher.base import CheckRunHealthResult, LaunchRunContext, WorkerStatus
-from dagster._core.storage.dagster_run import DagsterRun
-from dagster._serdes import ConfigurableClassData, deserialize_value, serialize_value
+from dagster import DagsterRun, DefaultRunLauncher, Field
 
 from ktx_dagster import warm
+from ktx_dagster.compat import CheckRunHealthResult, ConfigurableClassData, LaunchRunContext, WorkerStatus
 
 PID_TAG = "ktx/run-worker-pid"
-
-
-def _execute_run(run_id: str, instance_ref_json: str) -> None:
-    """Body of a run process: what `dagster api execute_run` does after its imports."""
-    from dagster._cli.api import _execute_run_command_body
-    from dagster._core.instance import DagsterInstance
-    from dagster._utils.interrupts import capture_interrupts
-
-    with capture_interrupts():
-        with DagsterInstance.from_ref(deserialize_value(instance_ref_json)) as instance:
-            code = _execute_run_command_body(run_id, instance, lambda _event: None, set_exit_code_on_failure=False)
-    sys.exit(code)
 
 
 def _same_python(executable: str | None) -> bool:
@@ -67,8 +53,6 @@ class WarmRunLauncher(DefaultRunLauncher):
 
     @classmethod
     def config_type(cls):
-        from dagster import Field
-
         return {
             "preload_modules": Field(
                 [str], is_required=False,
@@ -86,10 +70,7 @@ class WarmRunLauncher(DefaultRunLauncher):
         if origin is None or not _same_python(origin.executable_path):
             super().launch_run(context)
             return
-        proc = warm.start(
-            _execute_run, (run.run_id, serialize_value(self._instance.get_ref())),
-            name=f"dagster-run-{run.run_id[:8]}", preload=self.preload,
-        )
+        proc = warm.start_run(run.run_id, self._instance, preload=self.preload)
         self._instance.add_run_tags(run.run_id, {PID_TAG: str(proc.pid)})
         with self._lock:
             # forget finished processes (the fork server reaps them; this drops the handles)

@@ -7,7 +7,7 @@ the assets partitioned by that source (`run_requests`, queued by the instance's 
 coordinator, so the run queue's concurrency limit applies).
 
 The cursor is the set of keys the sensor has handled. On its very first tick the sensor adopts
-the partitions already registered (by `python -m ktx_dagster sync` / `make dev`): those are
+the partitions already registered (by `ktx sync` / `make dev`): those are
 materialized by a backfill or the CLI, not re-run behind the user's back. A file that
 disappears is simply no longer listed: its partition, runs and materializations stay, and the
 key stays in the cursor, so putting the file back does not re-run it (launch a run for it from
@@ -22,16 +22,14 @@ Settings (environment of the code location): `KTX_SENSOR_INTERVAL_SECONDS` (defa
 cheap; or `stopped`, then turn it on in the UI under Automation).
 """
 
-from __future__ import annotations
-
 import json
 import os
 from collections.abc import Iterable, Sequence
 
 import dagster as dg
 
-from ktx_dagster.partitions import ChunkedPartitions, FilePartitions, natural_sorted
-from resources.data_dir import data_root
+from ktx_dagster.data_dir import DataDir
+from ktx_dagster.partitions import ChunkedPartitions, FilePartitions, natural_sorted, partition_sources
 
 DEFAULT_INTERVAL_SECONDS = 30
 SENSOR_TAG = "ktx/sensor"
@@ -105,8 +103,10 @@ def file_partitions_sensor(
             "never deletes a partition or its history."
         ),
     )
-    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-        root = data_root()
+    # data_dir: the code location's own, the one its IO manager and transformations use.
+    # (No postponed annotations in this module: Dagster reads this one to inject the resource.)
+    def _sensor(context: dg.SensorEvaluationContext, data_dir: DataDir) -> dg.SensorResult | dg.SkipReason:
+        root = data_dir.path
         present = source.discover(root)
         registered = set(context.instance.get_dynamic_partitions(source.name))
         handled = _decode_cursor(context.cursor)
@@ -153,15 +153,16 @@ def file_partitions_sensor(
 
 
 def file_sensors(
-    sources: Iterable[object], assets: Iterable[dg.AssetsDefinition], **kwargs
+    assets: Iterable[dg.AssetsDefinition], sources: Iterable[object] | None = None, **kwargs
 ) -> list[dg.SensorDefinition]:
     """One sensor per FilePartitions source that some asset is partitioned by.
 
-    ChunkedPartitions sources get no sensor of their own: their keys are registered by the
-    sensor of the files they chunk.
+    sources: default, the ones the assets were declared with (`@transformation(partitions=...)`
+    records them). ChunkedPartitions sources get no sensor of their own: their keys are
+    registered by the sensor of the files they chunk.
     """
     assets = list(assets)
-    sources = list(sources)
+    sources = partition_sources(assets) if sources is None else list(sources)
     sensors = []
     for source in sources:
         if not isinstance(source, FilePartitions):

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import dagster as dg
 
 from ktx_dagster.lazy import LazyPartitions
-from ktx_dagster.partitions import ChunkedPartitions, FilePartitions
+from ktx_dagster.partitions import SOURCE_METADATA_KEY, ChunkedPartitions, FilePartitions
 from ktx_dagster.task_resources import TaskResources
 from ktx_dagster.keys import FORMAT_METADATA_KEY, LOAD_METADATA_KEY
 
@@ -144,7 +144,7 @@ def transformation(
             gpu=gpu, node_selector=dict(node_selector or {}), tolerations=tuple(tolerations), owner=asset_name,
         )
         if format is not None:
-            from resources.formats import format_by_name
+            from ktx_dagster.formats import format_by_name
 
             format_by_name(format)  # fail at definition time on a typo
         signature = inspect.signature(fn)
@@ -172,6 +172,8 @@ def transformation(
             "ktx/cpu": task_resources.cpu,
             "ktx/memory": task_resources.memory,
             **({FORMAT_METADATA_KEY: format} if format else {}),
+            # where the partitions come from: `sync`, the CLI and the file sensors read it here
+            **({SOURCE_METADATA_KEY: partitions.to_metadata()} if isinstance(partitions, (FilePartitions, ChunkedPartitions)) else {}),
             **dict(metadata or {}),
         }
         return dg.asset(

@@ -10,8 +10,12 @@ By default only third-party libraries are preloaded. The project's code is then 
 each run process (about 0.5 s with resolving the definitions), after the run's environment is
 applied, so an edited module or a changed KTX_* setting takes effect on the next run as it
 would with a fresh interpreter: what the long-lived daemon needs. A caller whose code and
-environment cannot change while it runs (the CLI) adds `ktx_dagster.warm_definitions` to the
-preload and saves that too.
+environment cannot change while it runs (the CLI) preloads the code location as well
+(`preload_code_location`) and saves that too.
+
+`start_run` is the one way a run gets its process, for the CLI and the WarmRunLauncher alike:
+the run exists in the instance already, and the process executes it as `dagster api
+execute_run` would.
 """
 
 from __future__ import annotations
@@ -20,20 +24,21 @@ import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ktx_dagster.compat import PRELOAD_INTERNAL_MODULES
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+    from ktx_dagster.code_location import CodeLocation
 
 # Imported once by the fork server; a module missing here is skipped by multiprocessing.
 # (the dagster and pyarrow submodules: what a first instance and run import lazily, found by
 # diffing sys.modules around one run)
 PRELOAD = (
     "dagster",
-    "dagster._cli.api",
-    "dagster._core.execution.api",
-    "dagster._core.executor.multiprocess",
-    "dagster._core.instance.runs",
-    "dagster._core.storage.local_compute_log_manager",
-    "dagster._core.system_config.composite_descent",
-    "dagster._core.storage.sqlite_storage",  # the instance's storage: sqlalchemy + alembic, 0.5 s
+    *PRELOAD_INTERNAL_MODULES,
     "numpy",
     "pandas",
     "pyarrow",
@@ -90,3 +95,45 @@ def start(
     )
     proc.start()
     return proc
+
+
+# The fork server's environment names the code location it preloads (warm_definitions.py).
+CODE_LOCATION_ENV = "KTX_WARM_CODE_LOCATION"
+
+
+def preload_code_location(location: CodeLocation, preload: Sequence[str] = PRELOAD) -> tuple[str, ...]:
+    """The preload list that also imports and resolves `location` once, in the fork server.
+
+    Only for callers whose code and environment are fixed while they run (the CLI): the
+    server keeps the code as it was when it started.
+    """
+    os.environ[CODE_LOCATION_ENV] = location.to_json()
+    return (*preload, "ktx_dagster.warm_definitions")
+
+
+def execute_run(run_id: str, instance_ref_json: str) -> None:
+    """Body of a run process: what `dagster api execute_run` does after its imports."""
+    import dagster as dg
+
+    from ktx_dagster.compat import capture_interrupts, execute_run_command_body
+
+    with capture_interrupts():
+        with dg.DagsterInstance.from_ref(dg.deserialize_value(instance_ref_json)) as instance:
+            code = execute_run_command_body(run_id, instance, lambda _event: None, set_exit_code_on_failure=False)
+    sys.exit(code)
+
+
+def start_run(
+    run_id: str,
+    instance: dg.DagsterInstance,
+    *,
+    preload: Sequence[str] = PRELOAD,
+    log_path: str | None = None,
+) -> multiprocessing.process.BaseProcess:
+    """A fresh process, forked warm, executing the run `run_id` of `instance`."""
+    import dagster as dg
+
+    return start(
+        execute_run, (run_id, dg.serialize_value(instance.get_ref())),
+        name=f"dagster-run-{run_id[:8]}", log_path=log_path, preload=preload,
+    )

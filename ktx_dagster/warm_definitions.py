@@ -1,10 +1,16 @@
-"""Preloaded by the CLI's fork server (ktx_dagster/warm.py): the project's code location,
-imported and resolved once, so each run process forked from the server starts with it.
+"""Preloaded by the CLI's fork server (ktx_dagster/warm.py): the code location named in
+KTX_WARM_CODE_LOCATION, imported and resolved once, so each run process forked from the
+server starts with it.
 
-Only for callers whose code and environment are fixed while they run: the module reads
-KTX_* settings at import, in the fork server, with the environment it was started with.
+Only for callers whose code and environment are fixed while they run: the code location
+reads KTX_* settings at import, in the fork server, with the environment it was started with.
 """
 
-from ktx_dagster.definitions import defs
+import os
 
-defs.get_repository_def()  # cached on `defs`: resolved here, inherited by every fork
+from ktx_dagster.code_location import CodeLocation
+from ktx_dagster.warm import CODE_LOCATION_ENV
+
+if os.environ.get(CODE_LOCATION_ENV):
+    # Resolved here (cached on the Definitions object), inherited by every fork.
+    CodeLocation.from_json(os.environ[CODE_LOCATION_ENV]).load()

@@ -27,9 +27,7 @@ import base64
 import dagster as dg
 import pandas as pd
 
-from ktx_dagster import ChunkedPartitions, FilePartitions, LazyPartitions, Upstream, transformation
-from ktx_dagster.checks import CheckContext
-from resources.data_dir import DataDir
+from ktx_dagster import CheckContext, ChunkedPartitions, DataDir, FilePartitions, LazyPartitions, Upstream, transformation
 from spotify_mpc import steps
 from spotify_mpc.cooccurrence import KINDS
 from spotify_mpc.sizes import get_size

@@ -65,7 +65,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ktx_dagster.lazy import LazyPartitions
+from ktx_dagster import LazyPartitions
 from spotify_mpc import artists, challenge, cooccurrence as cooc_mod, evaluation as evaluation_mod, features
 from spotify_mpc import model as model_mod
 from spotify_mpc import mpd_io, standardize, submission as submission_mod

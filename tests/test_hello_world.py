@@ -13,8 +13,8 @@ import pytest
 from assets.hello_world import HELLO_WORLD_FILES, hello_world
 from assets.logic.greeting import greet_lines
 from assets.samples import write_hello_world_sample
-from resources.data_dir import DataDir, data_root
-from resources.io_manager import DataDirIOManager
+from ktx_dagster.data_dir import DataDir, data_root
+from ktx_dagster.io_manager import data_resources
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -45,7 +45,7 @@ def test_materialize_to_memory(data_dir, instance):
 def test_materialize_writes_every_partition(data_dir, instance):
     _inputs(data_dir)
     HELLO_WORLD_FILES.sync(instance, data_root())
-    resources = {"data_dir": DataDir(), "io_manager": DataDirIOManager()}
+    resources = data_resources()
     for key in ("part_1", "part_2"):
         result = dg.materialize([hello_world], partition_key=key, instance=instance, resources=resources)
         meta = result.asset_materializations_for_node("hello_world")[0].metadata
@@ -58,7 +58,7 @@ def test_bad_input_fails_only_its_partition_and_rerun_fixes_it(data_dir, instanc
     raw = _inputs(data_dir)
     (raw / "part_3.txt").write_bytes(b"ok\n\xff\xfe broken\n")
     HELLO_WORLD_FILES.sync(instance, data_root())
-    resources = {"data_dir": DataDir(), "io_manager": DataDirIOManager()}
+    resources = data_resources()
     bad = dg.materialize([hello_world], partition_key="part_3", instance=instance, resources=resources, raise_on_error=False)
     error = next(e for e in bad.all_events if e.is_step_failure).event_specific_data.error.to_string()
     assert "part_3.txt" in error and "not UTF-8" in error and "re-run" in error
@@ -70,11 +70,11 @@ def test_bad_input_fails_only_its_partition_and_rerun_fixes_it(data_dir, instanc
 
 
 def test_cli_materializes_all_partitions_in_processes_of_their_own(tmp_path):
-    """`python -m ktx_dagster materialize`: real runs, each in a process of its own, a persistent instance."""
+    """`ktx materialize -m assets.definitions`: real runs, each in a process of its own, a persistent instance."""
     env = {**os.environ, "KTX_DATA_DIR": str(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path / "home"),
            "KTX_MAX_CONCURRENT": "2"}
     write_hello_world_sample(data_root(str(tmp_path / "data")), parts=3)
-    proc = subprocess.run([sys.executable, "-m", "ktx_dagster", "materialize", "--select", "hello_world"],
+    proc = subprocess.run([sys.executable, "-m", "ktx_dagster", "materialize", "-m", "assets.definitions", "--select", "hello_world"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "hello_world                  3 ok, 0 failed" in proc.stdout

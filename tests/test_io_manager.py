@@ -10,8 +10,8 @@ import dagster as dg
 from upath import UPath
 
 from ktx_dagster import LazyPartitions, Upstream, transformation
-from resources.data_dir import data_root
-from resources.io_manager import DataDirIOManager
+from ktx_dagster.data_dir import data_root
+from ktx_dagster.io_manager import data_resources
 
 SAMPLES = {
     "frame": pd.DataFrame({"pid": [1, 2, 3], "name": ["a", "b", None], "score": [0.5, 1.5, 2.5]}),
@@ -49,7 +49,7 @@ def root(request, tmp_path, monkeypatch):
 
 
 def _resources(root):
-    return {"io_manager": DataDirIOManager(root=root)}
+    return data_resources(root)
 
 
 @pytest.mark.parametrize("kind", sorted(SAMPLES))

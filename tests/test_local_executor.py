@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 from dagster._core.definitions.reconstruct import ReconstructableRepository
 
-from executors.local import is_chain
+from ktx_dagster.executors.local import is_chain
 
 REPO = Path(__file__).resolve().parents[1]
 DEFS = REPO / "tests" / "fixtures" / "run_defs.py"

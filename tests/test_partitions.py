@@ -8,8 +8,8 @@ from upath import UPath
 
 from ktx_dagster import ChunkedPartitions, FilePartitions, LazyPartitions, Upstream, transformation
 from ktx_dagster.partitions import natural_sorted
-from resources.data_dir import DataDir
-from resources.io_manager import DataDirIOManager
+from ktx_dagster.data_dir import DataDir
+from ktx_dagster.io_manager import data_resources
 
 SLICES = FilePartitions("slices", "raw", "mpd.slice.*.json", key="match")
 
@@ -84,7 +84,7 @@ def test_chunked_fan_in_and_all_partitions_reduction(tmp_path, instance):
         (root / "raw" / f"mpd.slice.{start}-{start + 999}.json").write_text("{}")
     parts, assets = _chunked_chain(2)
     assert parts.sync(instance, UPath(root)) == ["0", "1", "2"]
-    resources = {"io_manager": DataDirIOManager(root=str(root)), "data_dir": DataDir(root=str(root))}
+    resources = data_resources(root)
     slice_ids, part, everything = assets
     for key in instance.get_dynamic_partitions("slices"):
         assert dg.materialize([slice_ids], partition_key=key, resources=resources, instance=instance).success
@@ -138,7 +138,7 @@ def test_per_shard_reduction_over_all_parts(tmp_path, instance):
         loaded = [load() for load in partials.values()]
         return {"kind": {p["kind"] for p in loaded}.pop(), "parts": sorted(p["part"] for p in loaded)}
 
-    resources = {"io_manager": DataDirIOManager(root=str(tmp_path))}
+    resources = data_resources(tmp_path)
     for key in part_kind.get_partition_keys():
         assert dg.materialize([partial], partition_key=key, resources=resources, instance=instance).success
     result = dg.materialize(

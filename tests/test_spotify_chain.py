@@ -11,9 +11,9 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from ktx_dagster.launch import materialize_in_process
-from resources.data_dir import DataDir, data_root
-from resources.io_manager import DataDirIOManager
+from ktx_dagster.testing.materialize import materialize_in_process
+from ktx_dagster.data_dir import DataDir, data_root
+from ktx_dagster.io_manager import data_resources
 from spotify_mpc import assets as spotify
 from spotify_mpc import mpd_io, submission
 from spotify_mpc.sizes import get_size
@@ -31,7 +31,7 @@ def contest(tmp_path_factory):
     )
     with dg.instance_for_test() as instance:
         spotify.PARTS.sync(instance, data_root(str(root)))
-        resources = {"io_manager": DataDirIOManager(root=str(root)), "data_dir": DataDir(root=str(root))}
+        resources = data_resources(root)
         all_assets = [a for a in vars(spotify).values() if isinstance(a, dg.AssetsDefinition)]
         runs = materialize_in_process(all_assets, instance, resources)
         yield root, instance, runs

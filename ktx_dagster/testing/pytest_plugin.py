@@ -33,8 +33,6 @@ import pytest
 
 from ktx_dagster.testing.k8s_emulator import KubeEmulator
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
 
 @dataclass
 class K8sTestCluster:
@@ -125,11 +123,20 @@ def _ensure_namespace(cluster: K8sTestCluster) -> None:
 
 
 @contextlib.contextmanager
-def k8s_test_cluster(base_dir: str | os.PathLike | None = None, namespace: str = "ktx-test") -> Iterator[K8sTestCluster]:
-    """The fixture's body, usable outside pytest (``with k8s_test_cluster() as c: ...``)."""
+def k8s_test_cluster(
+    base_dir: str | os.PathLike | None = None,
+    namespace: str = "ktx-test",
+    project_dir: str | os.PathLike | None = None,
+) -> Iterator[K8sTestCluster]:
+    """The fixture's body, usable outside pytest (``with k8s_test_cluster() as c: ...``).
+
+    project_dir: the project whose code the emulated pods import, as the image would hold it
+    (their working directory, first on PYTHONPATH); default the current directory.
+    """
+    project = Path(project_dir or os.getcwd()).resolve()
     real = os.environ.get("KTX_TEST_KUBECONFIG")
     if real:
-        data_dir = Path(os.environ.get("KTX_TEST_DATA_DIR", REPO_ROOT / "data"))
+        data_dir = Path(os.environ.get("KTX_TEST_DATA_DIR", project / "data"))
         cluster = K8sTestCluster(
             kubeconfig=real, namespace=os.environ.get("KTX_TEST_NAMESPACE", namespace), data_dir=data_dir
         )
@@ -142,12 +149,12 @@ def k8s_test_cluster(base_dir: str | os.PathLike | None = None, namespace: str =
         base = Path(base_dir)
         data_dir = base / "data"
         data_dir.mkdir(parents=True, exist_ok=True)
-        pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        pythonpath = os.pathsep.join(p for p in (str(project), os.environ.get("PYTHONPATH", "")) if p)
         emulator = KubeEmulator(
             str(base / "emulator"),
             host_paths={"/mnt/data": str(data_dir)},
             extra_env={"PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1"},
-            cwd=str(REPO_ROOT),
+            cwd=str(project),
             namespaces=[namespace],
         )
         stack.enter_context(emulator)

@@ -20,7 +20,7 @@ from pathlib import Path
 import ktx_dagster  # noqa: F401  (import order: the framework package before executors/)
 import dagster as dg
 
-from executors.k8s import k8s_executor
+from ktx_dagster.executors.k8s import k8s_executor
 
 KEYS = ["0-999", "a/b c", "k" * 80]
 PARTITIONS = dg.StaticPartitionsDefinition(KEYS)

@@ -46,7 +46,8 @@ from ktx_dagster.testing.pytest_plugin import K8sTestCluster  # noqa: E402
 
 CODE_LOCATION = Path(__file__).with_name("k8s_code_location.py")
 TEST_LOCATION = "ktx_k8s_test"
-PROJECT_LOCATION = "ktx_dagster"  # workspace.yaml's location_name
+# workspace.yaml's location names: asset -> location is looked up (`location_of`)
+PROJECT_LOCATIONS = ("hello_world", "spotify_mpc")
 WORKSPACE_YAML = REPO_ROOT / "workspace.yaml"
 _REAL = bool(os.environ.get("KTX_TEST_KUBECONFIG"))
 TEST_IMAGE = os.environ.get("KTX_TEST_IMAGE", "ktx-dagster:dev" if _REAL else "ktx-dagster:test")
@@ -148,14 +149,23 @@ class DagsterK8sHarness:
         as in the UI. Queued runs are then handed to the run launcher, which is what the
         daemon's run queue would do next (`dagster dev` runs that daemon)."""
         from dagster import AssetKey, DagsterRunStatus
-        from dagster_graphql.test.utils import materialize_assets
+        from dagster_graphql.client.query import LAUNCH_PIPELINE_EXECUTION_MUTATION
+        from dagster_graphql.test.utils import execute_dagster_graphql
 
         ctx = self.workspace.create_request_context()
-        keys = [AssetKey.from_user_string(asset)]
-        if partition is None:
-            result = materialize_assets(ctx, keys, location_name=self.location_name)
-        else:
-            (result,) = materialize_assets(ctx, keys, [partition], location_name=self.location_name)
+        location = ctx.get_code_location(self.location_of(asset))
+        (repo,) = location.get_repositories().values()
+        selector = {
+            "repositoryLocationName": location.name,
+            "repositoryName": repo.name,
+            "pipelineName": "__ASSET_JOB",
+            "assetSelection": [AssetKey.from_user_string(asset).to_graphql_input()],
+        }
+        tags = [{"key": "dagster/partition", "value": partition}] if partition is not None else []
+        result = execute_dagster_graphql(
+            ctx, LAUNCH_PIPELINE_EXECUTION_MUTATION,
+            variables={"executionParams": {"selector": selector, "executionMetadata": {"tags": tags}}},
+        )
         data = result.data["launchPipelineExecution"]
         assert data["__typename"] == "LaunchRunSuccess", data
         run_id = data["run"]["runId"]
@@ -163,6 +173,18 @@ class DagsterK8sHarness:
         if run is not None and run.status == DagsterRunStatus.QUEUED:
             self.instance.launch_run(run_id, self.workspace.create_request_context())
         return run_id
+
+    def location_of(self, asset: str) -> str:
+        """The workspace's code location that holds `asset` (this harness's own by default)."""
+        from dagster import AssetKey
+
+        ctx = self.workspace.create_request_context()
+        for name in ctx.code_location_names:
+            location = ctx.get_code_location(name)
+            for repo in location.get_repositories().values():
+                if any(n.asset_key == AssetKey.from_user_string(asset) for n in repo.get_asset_node_snaps()):
+                    return name
+        return self.location_name
 
     def launch(self, job_name: str, partition: str, tags: Mapping[str, str] | None = None) -> str:
         """Create a run for one partition and submit it: the instance's run coordinator and
@@ -310,8 +332,8 @@ def project_env(cluster: K8sTestCluster, data_dir: Path, host_data_path: str) ->
 def project_harness(
     cluster: K8sTestCluster, dagster_home: Path, data_dir: Path, host_data_path: str
 ) -> Iterator[DagsterK8sHarness]:
-    """The project's code location from workspace.yaml (`ktx_dagster.definitions`), as
-    `dagster dev -w workspace.yaml` loads it, with KTX_DEPLOYMENT=minikube."""
+    """The project's code locations from workspace.yaml (Hello World and the Spotify chain),
+    as `dagster dev -w workspace.yaml` loads them, with KTX_DEPLOYMENT=minikube."""
     from dagster._core.workspace.load_target import WorkspaceFileTarget
 
     with dagster_harness(
@@ -319,6 +341,6 @@ def project_harness(
         dagster_home,
         extra_env=project_env(cluster, data_dir, host_data_path),
         target=WorkspaceFileTarget(paths=[str(WORKSPACE_YAML)]),
-        location_name=PROJECT_LOCATION,
+        location_name=PROJECT_LOCATIONS[0],
     ) as h:
         yield h

@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from executors.k8s import (
+from ktx_dagster.executors.k8s import (
     K8sSettings,
     k8s_executor,
     render_step_job,

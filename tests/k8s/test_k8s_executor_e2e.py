@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from dagster import AssetKey, DagsterEventType, DagsterRunStatus
 
-from executors.k8s import sanitize_label_value
+from ktx_dagster.executors.k8s import sanitize_label_value
 
 from k8s_code_location import KEYS, LIMITS, REQUESTS, out_relpath
 from k8s_harness import TEST_IMAGE

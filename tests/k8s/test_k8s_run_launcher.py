@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from dagster import DagsterEventType, DagsterRunStatus
 
-from executors.k8s import sanitize_label_value
+from ktx_dagster.executors.k8s import sanitize_label_value
 
 from k8s_harness import INSTANCE_YAML, dagster_harness
 from k8s_code_location import KEYS, LIMITS, REQUESTS

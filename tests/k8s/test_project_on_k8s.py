@@ -1,6 +1,6 @@
 """The project's own code location on Kubernetes: every partition step its own Job/pod.
 
-Nothing test-specific runs here: workspace.yaml's location (`ktx_dagster.definitions`) with
+Nothing test-specific runs here: workspace.yaml's locations (`assets.definitions`, `spotify_mpc.definitions`) with
 KTX_DEPLOYMENT=minikube, loaded by a code server as `dagster dev -w workspace.yaml` loads it;
 runs launched by the UI's own GraphQL mutation and started by the DEFAULT run launcher
 (a run worker process that creates one Job per step through the ktx k8s executor).
@@ -21,9 +21,9 @@ from dagster import AssetKey, DagsterEventType, DagsterRunStatus
 from assets.hello_world import HELLO_WORLD_FILES
 from assets.logic.greeting import greet_lines
 from assets.samples import write_hello_world_sample
-from executors.k8s import sanitize_label_value
-from k8s_harness import PROJECT_LOCATION, TEST_IMAGE, DagsterK8sHarness, data_sandbox, project_harness
-from resources.data_dir import data_root
+from ktx_dagster.executors.k8s import sanitize_label_value
+from k8s_harness import TEST_IMAGE, DagsterK8sHarness, data_sandbox, project_harness
+from ktx_dagster.data_dir import data_root
 
 pytestmark = [pytest.mark.k8s, pytest.mark.timeout(300)]
 
@@ -67,7 +67,7 @@ def _assert_step_pod(h: DagsterK8sHarness, job: dict, transformation: str, parti
     assert labels["ktx/transformation"] == transformation
     assert labels["ktx/partition"] == sanitize_label_value(partition)
     assert meta["annotations"]["ktx/partition-key"] == partition
-    assert labels["dagster/code-location"] == PROJECT_LOCATION
+    assert labels["dagster/code-location"] == h.location_of(transformation)
     assert spec["template"]["metadata"]["labels"]["ktx/partition"] == sanitize_label_value(partition)
     (container,) = spec["template"]["spec"]["containers"]
     # the transformation's own cpu/memory, as requests and (equal) limits
@@ -159,7 +159,7 @@ def _spotify(project: Project):
     spotify_assets = pytest.importorskip("spotify_mpc.assets")
     h, data = project.harness, project.data_dir
     if AssetKey("mpd_slices") not in _location_assets(h):
-        pytest.skip("spotify_mpc.assets is not registered in ktx_dagster.definitions yet")
+        pytest.skip("the spotify_mpc code location is not in workspace.yaml")
     if "spotify" not in project.cache:
         from spotify_mpc import generate
 
@@ -221,9 +221,9 @@ def test_spotify_playlists_part_in_its_own_pod(project):
 
 def _location_assets(h: DagsterK8sHarness) -> set:
     ctx = h.workspace.create_request_context()
-    location = ctx.get_code_location(PROJECT_LOCATION)
-    repo = next(iter(location.get_repositories().values()))
-    return {node.asset_key for node in repo.get_asset_node_snaps()}
+    return {node.asset_key for name in ctx.code_location_names
+            for repo in ctx.get_code_location(name).get_repositories().values()
+            for node in repo.get_asset_node_snaps()}
 
 
 def _declared_resources(module, asset: str) -> dict:

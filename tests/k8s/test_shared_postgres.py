@@ -34,7 +34,7 @@ from assets.hello_world import HELLO_WORLD_FILES
 from assets.logic.greeting import greet_lines
 from assets.samples import write_hello_world_sample
 from k8s_harness import REPO_ROOT, data_sandbox, project_env, seed_cluster_config
-from resources.data_dir import data_root
+from ktx_dagster.data_dir import data_root
 
 pytestmark = [pytest.mark.k8s, pytest.mark.timeout(300)]
 

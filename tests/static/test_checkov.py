@@ -88,7 +88,7 @@ def test_shipped_infrastructure_passes_checkov():
 def test_generated_step_jobs_pass_checkov(tmp_path):
     sys.path.insert(0, str(REPO))
     import ktx_dagster  # noqa: F401
-    from executors.k8s import K8sSettings, render_step_job
+    from ktx_dagster.executors.k8s import K8sSettings, render_step_job
 
     config = {"container_config": {"resources": {
         "requests": {"cpu": "200m", "memory": "250Mi"}, "limits": {"cpu": "200m", "memory": "275Mi"}}}}

@@ -17,7 +17,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import ktx_dagster  # noqa: E402,F401  (framework package before executors/)
-from executors.k8s import K8sSettings, render_step_job  # noqa: E402
+from ktx_dagster.executors.k8s import K8sSettings, render_step_job  # noqa: E402
 from ktx_dagster.testing.k8s_rules import object_rule_errors  # noqa: E402
 
 pytestmark = pytest.mark.static

@@ -102,9 +102,9 @@ class DagsterStack:
         log.close()
 
     def sync_partitions(self) -> str:
-        """`python -m ktx_dagster sync`, as `make dev` does before starting Dagster."""
+        """`ktx sync -w workspace.yaml`, as `make dev` does before starting Dagster."""
         out = subprocess.run(
-            [sys.executable, "-m", "ktx_dagster", "sync"], cwd=REPO, env=self.env,
+            [sys.executable, "-m", "ktx_dagster", "sync", "-w", "workspace.yaml"], cwd=REPO, env=self.env,
             capture_output=True, text=True, timeout=120,
         )
         if out.returncode:
@@ -368,14 +368,14 @@ class DagsterStack:
             events.append({"partition": event["partition"], "runId": event["runId"], "metadata": numbers})
         return events
 
-    def sensor_ticks(self, sensor: str, limit: int = 5) -> list[dict[str, Any]]:
+    def sensor_ticks(self, sensor: str, limit: int = 5, location: str = "hello_world") -> list[dict[str, Any]]:
         """Latest ticks of `sensor`, newest first: status, timestamp, skip reason, run ids."""
         data = self.graphql(
             """query($s: SensorSelector!, $n: Int) { sensorOrError(sensorSelector: $s) { __typename
                  ... on Sensor { sensorState { status ticks(limit: $n) { id status timestamp
                    skipReason runIds error { message } } } }
                  ... on PythonError { message } ... on SensorNotFoundError { message } } }""",
-            {"s": {"repositoryLocationName": "ktx_dagster", "repositoryName": "__repository__",
+            {"s": {"repositoryLocationName": location, "repositoryName": "__repository__",
                    "sensorName": sensor}, "n": limit},
         )
         result = data["sensorOrError"]

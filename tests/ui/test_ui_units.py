@@ -23,8 +23,8 @@ from ktx_dagster.checks import (
     unique,
 )
 from ktx_dagster.sensors import file_partitions_sensor, file_sensors
-from resources.data_dir import DataDir
-from resources.io_manager import DataDirIOManager
+from ktx_dagster.data_dir import DataDir
+from ktx_dagster.io_manager import data_resources
 
 pytestmark = pytest.mark.ui
 
@@ -38,7 +38,7 @@ def _touch(root, *keys):
 
 
 def _tick(sensor, instance, cursor):
-    result = sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+    result = sensor(dg.build_sensor_context(instance=instance, cursor=cursor, resources={"data_dir": DataDir()}))
     for request in result.dynamic_partitions_requests:  # what the daemon does with them
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
     return result
@@ -86,7 +86,7 @@ def test_sensor_registers_chunks_of_its_files(tmp_path, monkeypatch, instance):
     def per_chunk(context) -> str:
         return context.partition_key
 
-    (sensor,) = file_sensors([FILES, chunks], [per_file, per_chunk], default_status=dg.DefaultSensorStatus.STOPPED)
+    (sensor,) = file_sensors([per_file, per_chunk], [FILES, chunks], default_status=dg.DefaultSensorStatus.STOPPED)
     assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
     _touch(tmp_path, "f_1", "f_2", "f_3")
     result = _tick(sensor, instance, None)
@@ -149,7 +149,7 @@ def test_output_checks_read_each_stored_partition(tmp_path, instance):
         return pd.DataFrame({"pid": pids})
 
     checks = output_checks(table, non_empty(), unique("pid").blocks(), has_columns(["pid"], exact=True))
-    resources = {"io_manager": DataDirIOManager(root=str(tmp_path)), "data_dir": DataDir(root=str(tmp_path))}
+    resources = data_resources(tmp_path)
     outcome = {}
     for key in ("good", "bad"):
         result = dg.materialize(

@@ -21,14 +21,13 @@ from typing import Any
 
 import dagster as dg
 from dagster import InputContext, OutputContext, UPathIOManager
-from pydantic import Field
 from upath import UPath
 
 from ktx_dagster.keys import FORMAT_METADATA_KEY, LOAD_METADATA_KEY
 from ktx_dagster.lazy import LazyPartitions
 from ktx_dagster.partitions import natural_sorted
-from resources.data_dir import DEFAULT_DATA_DIR, data_root
-from resources.formats import FORMATS, Format, format_by_name, format_for_object, serialize
+from ktx_dagster.data_dir import DataDir
+from ktx_dagster.formats import FORMATS, Format, format_by_name, format_for_object, serialize
 
 PREVIEW_ROWS = 5
 
@@ -193,13 +192,29 @@ class KtxIOManager(UPathIOManager):
 
 
 class DataDirIOManager(dg.ConfigurableIOManagerFactory):
-    """Stores every asset under the data root (env KTX_DATA_DIR: a local path or s3://...)."""
+    """Stores every asset under the data dir it is given (`DataDir`: a local path or s3://...).
 
-    root: str = Field(
-        default_factory=lambda: os.environ.get("KTX_DATA_DIR", DEFAULT_DATA_DIR),
-        description="Local path or s3://bucket/prefix (env KTX_DATA_DIR).",
-    )
-    endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint URL.")
+    The data dir is a resource of its own, so the data root has one source of truth: pass
+    the same `DataDir` that the code location's `data_dir` resource is (`data_resources()`
+    and `definitions_for()` do).
+    """
+
+    data_dir: DataDir
 
     def create_io_manager(self, context: dg.InitResourceContext) -> KtxIOManager:
-        return KtxIOManager(base_path=data_root(self.root, self.endpoint_url))
+        return KtxIOManager(base_path=self.data_dir.path)
+
+
+def data_resources(root: str | os.PathLike | DataDir | None = None, endpoint_url: str | None = None) -> dict[str, Any]:
+    """The `data_dir` resource and an IO manager on it: what every transformation needs.
+
+    root: a local folder, `s3://bucket/prefix`, or a DataDir; default env KTX_DATA_DIR, else
+    ./data. For tests: `dg.materialize(assets, resources=data_resources(tmp_path))`.
+    """
+    if isinstance(root, DataDir):
+        data_dir = root
+    elif root is None:
+        data_dir = DataDir(endpoint_url=endpoint_url)
+    else:
+        data_dir = DataDir(root=os.fspath(root), endpoint_url=endpoint_url)
+    return {"data_dir": data_dir, "io_manager": DataDirIOManager(data_dir=data_dir)}

@@ -21,7 +21,7 @@ Built on dagster-k8s's ``K8sStepHandler`` (subclassed, not forked). What we add:
 * A health check whose failure message carries the failed pod's status and log tail.
 
 All settings come from the environment in one place, :meth:`K8sSettings.from_env`.
-``k8s_executor(deployment)`` is what ``executors/__init__.py`` calls for
+``k8s_executor(deployment)`` is what ``ktx_dagster.deployment`` calls for
 ``KTX_DEPLOYMENT=minikube|eks``.
 """
 
@@ -35,24 +35,23 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-import dagster._check as check
-from dagster import Field, IntSource, executor
-from dagster._core.definitions.executor_definition import multiple_process_executor_requirements
-from dagster._core.events import DagsterEvent
-from dagster._core.execution.retries import RetryMode
-from dagster._core.execution.step_dependency_config import StepDependencyConfig
-from dagster._core.executor.base import Executor
-from dagster._core.executor.init import InitExecutorContext
-from dagster._core.executor.step_delegating import (
-    CheckStepHealthResult,
-    StepDelegatingExecutor,
-    StepHandlerContext,
-)
-from dagster._utils.merger import merge_dicts
+from dagster import DagsterEvent, Field, InitExecutorContext, IntSource, executor
 from dagster_k8s.container_context import K8sContainerContext
-from dagster_k8s.executor import _K8S_EXECUTOR_CONFIG_SCHEMA, K8sStepHandler
 from dagster_k8s.job import DagsterK8sJobConfig, UserDefinedDagsterK8sConfig
 from dagster_k8s.launcher import K8sRunLauncher
+
+from ktx_dagster.compat import (
+    K8S_EXECUTOR_CONFIG_SCHEMA,
+    CheckStepHealthResult,
+    Executor,
+    K8sStepHandler,
+    RetryMode,
+    StepDelegatingExecutor,
+    StepDependencyConfig,
+    StepHandlerContext,
+    merge_dicts,
+    multiple_process_executor_requirements,
+)
 
 __all__ = [
     "K8sSettings",
@@ -468,7 +467,7 @@ def _add_gpu_toleration(context: K8sContainerContext) -> K8sContainerContext:
 # --------------------------------------------------------------------------- executor
 
 _KTX_EXECUTOR_CONFIG_SCHEMA = merge_dicts(
-    _K8S_EXECUTOR_CONFIG_SCHEMA,
+    K8S_EXECUTOR_CONFIG_SCHEMA,
     {
         "check_step_health_interval_seconds": Field(
             IntSource,
@@ -542,13 +541,11 @@ def _build_executor(init_context: InitExecutorContext, deployment: str | None) -
             load_incluster_config=load_incluster_config,
             kubeconfig_file=kubeconfig_file,
             per_step_k8s_config=cast(dict, exc_cfg.get("per_step_k8s_config", {})),
-            enable_owner_references=check.opt_bool_param(
-                exc_cfg.get("enable_owner_references"), "enable_owner_references", False
-            ),
+            enable_owner_references=bool(exc_cfg.get("enable_owner_references") or False),
         ),
         retries=RetryMode.from_config(exc_cfg["retries"]),  # type: ignore[arg-type]
         max_concurrent=cast("int | None", max_concurrent),
-        tag_concurrency_limits=check.opt_list_elem(exc_cfg, "tag_concurrency_limits"),
+        tag_concurrency_limits=list(exc_cfg.get("tag_concurrency_limits") or []),
         should_verify_step=True,
         check_step_health_interval_seconds=cast(
             int, exc_cfg.get("check_step_health_interval_seconds", settings.health_check_seconds)

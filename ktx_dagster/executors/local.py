@@ -21,12 +21,12 @@ import os
 from collections.abc import Iterator
 
 import dagster as dg
-from dagster._core.definitions.executor_definition import (
-    _core_multiprocess_executor_creation,
+from ktx_dagster.compat import (
+    Executor,
+    InProcessExecutor,
     multiple_process_executor_requirements,
+    multiprocess_executor_from_config,
 )
-from dagster._core.executor.base import Executor
-from dagster._core.executor.in_process import InProcessExecutor
 
 MODES = ("auto", "multiprocess", "in_process")
 
@@ -86,7 +86,7 @@ def local_executor(init_context) -> LocalExecutor:
     mode = "multiprocess" if config.get("isolate_steps") else mode_from_env()
     # forkserver: step processes fork from a server that has dagster and the code location
     # imported already, instead of a fresh interpreter importing them for every step.
-    multiprocess = _core_multiprocess_executor_creation(
+    multiprocess = multiprocess_executor_from_config(
         {
             "max_concurrent": config.get("max_concurrent"),
             "start_method": {"forkserver": {}},

@@ -1,0 +1,89 @@
+"""Every Dagster and dagster-k8s internal that ktx-dagster uses, in one place.
+
+ktx-dagster uses Dagster's public API wherever one exists (`dg.partition_loading_context`,
+`dg.DefaultRunLauncher`, `dg.serialize_value`, `dg.multiprocess_executor`, ...). What follows
+has no public equivalent in Dagster 1.13 / dagster-k8s 0.29: the pieces of a custom executor
+and run launcher, the body of `dagster api execute_run`, and the upstream-partitions result of
+a custom PartitionMapping. Nothing else in the package imports `dagster._*` or an underscore
+name of dagster-k8s, and `tests/test_compat.py` imports each name below, so a Dagster upgrade
+that moves one fails that test (with the name) instead of a run in production.
+"""
+
+from __future__ import annotations
+
+# --- a custom PartitionMapping (ChunkedPartitionMapping) ---------------------------------------
+from dagster._core.definitions.partitions.mapping.partition_mapping import UpstreamPartitionsResult
+from dagster._core.definitions.partitions.subset import PartitionsSubset
+
+# --- loading a code location the way `dagster` / `dg` do ----------------------------------------
+from dagster._core.definitions.reconstruct import ReconstructableRepository
+from dagster._core.errors import DagsterImportError
+from dagster._core.workspace.autodiscovery import (
+    loadable_targets_from_python_file,
+    loadable_targets_from_python_module,
+)
+
+# --- executing a run in a process of our own (`dagster api execute_run`) -----------------------
+from dagster._cli.api import _execute_run_command_body as execute_run_command_body
+from dagster._utils.interrupts import capture_interrupts
+
+# --- a run launcher (WarmRunLauncher) -----------------------------------------------------------
+from dagster._core.launcher.base import CheckRunHealthResult, LaunchRunContext, WorkerStatus
+from dagster._serdes import ConfigurableClassData
+
+# --- executors (local: in-process or multiprocess per plan; k8s: a Job per step) ---------------
+from dagster._core.definitions.executor_definition import (
+    _core_multiprocess_executor_creation as multiprocess_executor_from_config,
+    multiple_process_executor_requirements,
+)
+from dagster._core.execution.retries import RetryMode
+from dagster._core.execution.step_dependency_config import StepDependencyConfig
+from dagster._core.executor.base import Executor
+from dagster._core.executor.in_process import InProcessExecutor
+from dagster._core.executor.step_delegating import (
+    CheckStepHealthResult,
+    StepDelegatingExecutor,
+    StepHandlerContext,
+)
+from dagster._utils.merger import merge_dicts
+from dagster_k8s.executor import _K8S_EXECUTOR_CONFIG_SCHEMA as K8S_EXECUTOR_CONFIG_SCHEMA
+from dagster_k8s.executor import K8sStepHandler
+
+# Modules the warm fork server imports once (what a first instance and run import lazily).
+PRELOAD_INTERNAL_MODULES = (
+    "dagster._cli.api",
+    "dagster._core.execution.api",
+    "dagster._core.executor.multiprocess",
+    "dagster._core.instance.runs",
+    "dagster._core.storage.local_compute_log_manager",
+    "dagster._core.system_config.composite_descent",
+    "dagster._core.storage.sqlite_storage",  # the instance's storage: sqlalchemy + alembic, 0.5 s
+)
+
+__all__ = [
+    "CheckRunHealthResult",
+    "CheckStepHealthResult",
+    "ConfigurableClassData",
+    "DagsterImportError",
+    "Executor",
+    "InProcessExecutor",
+    "K8S_EXECUTOR_CONFIG_SCHEMA",
+    "K8sStepHandler",
+    "LaunchRunContext",
+    "PRELOAD_INTERNAL_MODULES",
+    "PartitionsSubset",
+    "ReconstructableRepository",
+    "RetryMode",
+    "StepDelegatingExecutor",
+    "StepDependencyConfig",
+    "StepHandlerContext",
+    "UpstreamPartitionsResult",
+    "WorkerStatus",
+    "capture_interrupts",
+    "execute_run_command_body",
+    "loadable_targets_from_python_file",
+    "loadable_targets_from_python_module",
+    "merge_dicts",
+    "multiple_process_executor_requirements",
+    "multiprocess_executor_from_config",
+]

@@ -1,0 +1,14 @@
+"""The Spotify Million Playlist chain's code location: `dagster dev -w workspace.yaml`,
+`ktx materialize -m spotify_mpc.definitions`."""
+
+import ktx_dagster
+from executors import executor_for_examples
+from resources import resources_for
+from spotify_mpc import assets, checks
+
+defs = ktx_dagster.definitions_for(
+    assets=[assets],
+    asset_checks=[checks],
+    resources=resources_for(),
+    executor=executor_for_examples(),
+)
