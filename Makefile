@@ -18,10 +18,11 @@ help:
 	@echo "make dev    - dagster dev -w workspace.yaml on the local instance ($(DAGSTER_HOME))"
 	@echo "make bench  - benchmarks under bench/ (numbers and ratios, last line JSON)"
 
-$(VENV)/.installed: pyproject.toml
+# Installed with the tested versions (.ci/constraints.txt); pyproject.toml keeps ranges.
+$(VENV)/.installed: pyproject.toml .ci/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test]'
+	$(VENV)/bin/pip install -q -c .ci/constraints.txt -e '.[test]'
 	touch $@
 
 venv: $(VENV)/.installed

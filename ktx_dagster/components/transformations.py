@@ -14,6 +14,11 @@ Every Python file beside the defs.yaml, and below it, is loaded: a transformatio
 dropped into the folder. What `ktx_dagster.definitions_for` wires, this wires: the data dir
 and the IO manager on it, the executor, one file sensor per FilePartitions source, the
 asset checks the files define.
+
+The YAML gives defaults; the KTX_* environment overrides them (KTX_DEPLOYMENT, KTX_DATA_DIR,
+KTX_IMAGE, KTX_K8S_NAMESPACE), as it does everywhere else in ktx-dagster. That is also how a
+step pod sees its own data dir (/mnt/data on Minikube) while the laptop that launched it
+uses ./data: the executor hands the pod its KTX_DATA_DIR.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ class Transformations(dg.Component, dg.Model, dg.Resolvable):
 
     def data_dir_resource(self, project_root: os.PathLike | str) -> DataDir | None:
         """The data dir named in YAML (relative paths are the project's), or None for the env's."""
-        if not self.data_dir:
+        if not self.data_dir or os.environ.get("KTX_DATA_DIR"):
             return None
         root = self.data_dir
         if "://" not in root and not os.path.isabs(root):
@@ -56,13 +61,17 @@ class Transformations(dg.Component, dg.Model, dg.Resolvable):
             if "__pycache__" not in path.parts
         ]
         data_dir = self.data_dir_resource(context.project_root)
+        deployment = os.environ.get("KTX_DEPLOYMENT") or self.deployment
         return definitions_for(
             assets=modules,
             asset_checks=modules,
             resources={"data_dir": data_dir} if data_dir else None,
             executor=executor_for(
-                self.deployment, max_concurrent_steps=self.max_concurrent, image=self.image, namespace=self.namespace
+                deployment,
+                max_concurrent_steps=self.max_concurrent,
+                image=None if os.environ.get("KTX_IMAGE") else self.image,
+                namespace=None if os.environ.get("KTX_K8S_NAMESPACE") else self.namespace,
             ),
-            deployment=self.deployment,
+            deployment=deployment,
             file_sensors_enabled=self.file_sensors,
         )

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,6 +110,27 @@ class K8sTestCluster:
             if exc.status != 409:
                 raise
             replace(body["metadata"]["name"], self.namespace, body)
+
+
+    def seed_deploy_config(
+        self,
+        instance_yaml: str = "telemetry:\n  enabled: false\n",
+        instance_env: Mapping[str, str] | None = None,
+        pg_password: str = "not-used-here",
+    ) -> None:
+        """What deploy/minikube applies to the namespace, for the step pods: the instance
+        ConfigMap (`ktx-dagster-instance`), the PostgreSQL Secret (`ktx-postgres`), the env
+        ConfigMap (`ktx-instance-env`) and the step service account (`ktx-step`).
+
+        Emulator only: on a real cluster these belong to deploy/minikube/up.sh and are never
+        overwritten. (Emulated pods share this machine's files, so a step reports to the run's
+        own instance through the instance ref it is given, SQLite included.)"""
+        assert self.emulated, "seed_deploy_config would overwrite a real cluster's config"
+        self.apply("configmaps", {"metadata": {"name": "ktx-dagster-instance"}, "data": {"dagster.yaml": instance_yaml}})
+        self.apply("secrets", {"metadata": {"name": "ktx-postgres"}, "stringData": {"postgresql-password": pg_password}})
+        self.apply("configmaps", {"metadata": {"name": "ktx-instance-env"},
+                                  "data": dict(instance_env if instance_env is not None else {"KTX_FROM_ENV_CONFIGMAP": "yes"})})
+        self.apply("serviceaccounts", {"metadata": {"name": "ktx-step"}})
 
 
 def _ensure_namespace(cluster: K8sTestCluster) -> None:

@@ -71,24 +71,8 @@ def seed_cluster_config(
     instance_env: Mapping[str, str] | None = None,
     pg_password: str = "not-used-here",
 ) -> None:
-    """What deploy/minikube applies: instance ConfigMap, Postgres Secret, env ConfigMap.
-
-    Emulator only: on a real cluster these belong to up.sh and are never overwritten."""
-    assert cluster.emulated, "seed_cluster_config would overwrite a real cluster's config"
-    cluster.apply(
-        "configmaps",
-        {"metadata": {"name": "ktx-dagster-instance"}, "data": {"dagster.yaml": instance_yaml}},
-    )
-    cluster.apply(
-        "secrets",
-        {"metadata": {"name": "ktx-postgres"}, "stringData": {"postgresql-password": pg_password}},
-    )
-    cluster.apply(
-        "configmaps",
-        {"metadata": {"name": "ktx-instance-env"},
-         "data": dict(instance_env if instance_env is not None else {"KTX_FROM_ENV_CONFIGMAP": "yes"})},
-    )
-    cluster.apply("serviceaccounts", {"metadata": {"name": "ktx-step"}})
+    """What deploy/minikube applies (ktx_dagster's K8sTestCluster.seed_deploy_config)."""
+    cluster.seed_deploy_config(instance_yaml, instance_env, pg_password)
 
 
 def require_cluster_config(cluster: K8sTestCluster) -> None:
