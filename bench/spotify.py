@@ -66,7 +66,7 @@ def main() -> None:
     if args.per_category:
         env["KTX_CHALLENGE_PER_CATEGORY"] = str(args.per_category)
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "ktx_dagster", "materialize", "--select", "group:spotify_mpc"],
+    proc = subprocess.run([sys.executable, "-m", "ktx_dagster", "materialize", "-m", "spotify_mpc.definitions", "--select", "group:spotify_mpc"],
                           cwd=REPO, env=env, capture_output=True, text=True)
     total = time.perf_counter() - started
     if proc.returncode != 0:

@@ -4,7 +4,7 @@ Dagster instance, configured by the one file deploy/minikube/dagster.yaml.
 * PostgreSQL: a throwaway server from Debian's `postgresql` package (`ktx_postgres`).
 * Laptop side: DAGSTER_HOME holding a copy of deploy/minikube/dagster.yaml (what up.sh does)
   and DAGSTER_PG_* in the env; Hello World launched with the project's CLI,
-  `python -m ktx_dagster materialize --select hello_world` and KTX_DEPLOYMENT=minikube
+  `ktx materialize -m assets.definitions --select hello_world` and KTX_DEPLOYMENT=minikube
   (its worker processes run one execute_job per partition; each step becomes a Job).
 * Pod side: what deploy/minikube/manifests/30-dagster-instance.yaml applies, read from that
   file: the ConfigMap with the same dagster.yaml (mounted at $DAGSTER_HOME/dagster.yaml) and
@@ -81,7 +81,7 @@ def test_laptop_and_step_pods_share_one_postgres_instance(ktx_k8s_cluster, ktx_p
             "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p),
         }
         proc = subprocess.run(
-            [sys.executable, "-m", "ktx_dagster", "materialize", "--select", "hello_world", "--max-concurrent", "2"],
+            [sys.executable, "-m", "ktx_dagster", "materialize", "-m", "assets.definitions", "--select", "hello_world", "--max-concurrent", "2"],
             env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240,
         )
         logs = "\n".join(p.read_text() for p in (home / "ktx-cli-logs").rglob("*.log"))
