@@ -2,8 +2,8 @@
 
 ktx-dagster uses Dagster's public API wherever one exists (`dg.partition_loading_context`,
 `dg.DefaultRunLauncher`, `dg.serialize_value`, `dg.multiprocess_executor`, ...). What follows
-has no public equivalent in Dagster 1.13 / dagster-k8s 0.29: the pieces of a custom executor
-and run launcher, the body of `dagster api execute_run`, and the upstream-partitions result of
+has no public equivalent in Dagster 1.13 / dagster-k8s 0.29: the pieces of a step-delegating
+executor and of a run launcher, the body of `dagster api execute_run`, and the upstream-partitions result of
 a custom PartitionMapping. Nothing else in the package imports `dagster._*` or an underscore
 name of dagster-k8s, and `tests/test_compat.py` imports each name below, so a Dagster upgrade
 that moves one fails that test (with the name) instead of a run in production.
@@ -31,15 +31,9 @@ from dagster._utils.interrupts import capture_interrupts
 from dagster._core.launcher.base import CheckRunHealthResult, LaunchRunContext, WorkerStatus
 from dagster._serdes import ConfigurableClassData
 
-# --- executors (local: in-process or multiprocess per plan; k8s: a Job per step) ---------------
-from dagster._core.definitions.executor_definition import (
-    _core_multiprocess_executor_creation as multiprocess_executor_from_config,
-    multiple_process_executor_requirements,
-)
+# --- the Kubernetes executor: dagster-k8s's step handler, our settings --------------------------
 from dagster._core.execution.retries import RetryMode
 from dagster._core.execution.step_dependency_config import StepDependencyConfig
-from dagster._core.executor.base import Executor
-from dagster._core.executor.in_process import InProcessExecutor
 from dagster._core.executor.step_delegating import (
     CheckStepHealthResult,
     StepDelegatingExecutor,
@@ -65,8 +59,6 @@ __all__ = [
     "CheckStepHealthResult",
     "ConfigurableClassData",
     "DagsterImportError",
-    "Executor",
-    "InProcessExecutor",
     "K8S_EXECUTOR_CONFIG_SCHEMA",
     "K8sStepHandler",
     "LaunchRunContext",
@@ -84,6 +76,4 @@ __all__ = [
     "loadable_targets_from_python_file",
     "loadable_targets_from_python_module",
     "merge_dicts",
-    "multiple_process_executor_requirements",
-    "multiprocess_executor_from_config",
 ]

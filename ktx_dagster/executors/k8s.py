@@ -35,7 +35,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from dagster import DagsterEvent, Field, InitExecutorContext, IntSource, executor
+from dagster import DagsterEvent, Executor, Field, InitExecutorContext, IntSource, executor, multiprocess_executor
 from dagster_k8s.container_context import K8sContainerContext
 from dagster_k8s.job import DagsterK8sJobConfig, UserDefinedDagsterK8sConfig
 from dagster_k8s.launcher import K8sRunLauncher
@@ -43,14 +43,12 @@ from dagster_k8s.launcher import K8sRunLauncher
 from ktx_dagster.compat import (
     K8S_EXECUTOR_CONFIG_SCHEMA,
     CheckStepHealthResult,
-    Executor,
     K8sStepHandler,
     RetryMode,
     StepDelegatingExecutor,
     StepDependencyConfig,
     StepHandlerContext,
     merge_dicts,
-    multiple_process_executor_requirements,
 )
 
 __all__ = [
@@ -481,7 +479,7 @@ _KTX_EXECUTOR_CONFIG_SCHEMA = merge_dicts(
 @executor(
     name="ktx_k8s",
     config_schema=_KTX_EXECUTOR_CONFIG_SCHEMA,
-    requirements=multiple_process_executor_requirements(),
+    requirements=multiprocess_executor.get_requirements({}),
 )
 def ktx_k8s_job_executor(init_context: InitExecutorContext) -> Executor:
     return _build_executor(init_context, None)
@@ -571,7 +569,7 @@ def _with_deployment(dep: str) -> Any:
     @executor(
         name=f"ktx_k8s_{dep}",
         config_schema=_KTX_EXECUTOR_CONFIG_SCHEMA,
-        requirements=multiple_process_executor_requirements(),
+        requirements=multiprocess_executor.get_requirements({}),
     )
     def _executor(init_context: InitExecutorContext) -> Executor:
         return _build_executor(init_context, dep)

@@ -21,12 +21,6 @@ import os
 from collections.abc import Iterator
 
 import dagster as dg
-from ktx_dagster.compat import (
-    Executor,
-    InProcessExecutor,
-    multiple_process_executor_requirements,
-    multiprocess_executor_from_config,
-)
 
 MODES = ("auto", "multiprocess", "in_process")
 
@@ -43,13 +37,11 @@ def mode_from_env() -> str:
     return mode
 
 
-class LocalExecutor(Executor):
-    def __init__(self, mode: str, multiprocess: Executor):
+class LocalExecutor(dg.Executor):
+    def __init__(self, mode: str, multiprocess: dg.Executor, in_process: dg.Executor):
         self.mode = mode
         self._multiprocess = multiprocess
-        self._in_process = InProcessExecutor(
-            retries=multiprocess.retries, step_dependency_config=multiprocess.step_dependency_config
-        )
+        self._in_process = in_process
 
     @property
     def retries(self):
@@ -59,7 +51,7 @@ class LocalExecutor(Executor):
     def step_dependency_config(self):
         return self._multiprocess.step_dependency_config
 
-    def choose(self, execution_plan) -> Executor:
+    def choose(self, execution_plan) -> dg.Executor:
         if self.mode == "in_process" or (self.mode == "auto" and is_chain(execution_plan)):
             return self._in_process
         return self._multiprocess
@@ -79,18 +71,26 @@ class LocalExecutor(Executor):
         "max_concurrent": dg.Field(int, is_required=False, description="Step processes at once (multiprocess path)."),
         "isolate_steps": dg.Field(bool, is_required=False, description="Always one process per step."),
     },
-    requirements=multiple_process_executor_requirements(),
+    # what the multiprocess path needs: a reconstructable job, a persistent instance and outputs
+    requirements=dg.multiprocess_executor.get_requirements({}),
 )
-def local_executor(init_context) -> LocalExecutor:
+def local_executor(init_context: dg.InitExecutorContext) -> LocalExecutor:
     config = init_context.executor_config
     mode = "multiprocess" if config.get("isolate_steps") else mode_from_env()
-    # forkserver: step processes fork from a server that has dagster and the code location
-    # imported already, instead of a fresh interpreter importing them for every step.
-    multiprocess = multiprocess_executor_from_config(
-        {
-            "max_concurrent": config.get("max_concurrent"),
-            "start_method": {"forkserver": {}},
-            "retries": {"enabled": {}},
-        }
+
+    def create(executor_def: dg.ExecutorDefinition, executor_config: dict) -> dg.Executor:
+        # Dagster's own executors, built through their public definitions.
+        return executor_def.executor_creation_fn(dg.InitExecutorContext(
+            job=init_context.job, executor_def=executor_def, executor_config=executor_config,
+            instance=init_context.instance,
+        ))
+
+    retries = {"enabled": {}}
+    return LocalExecutor(
+        mode,
+        # forkserver: step processes fork from a server that has dagster and the code location
+        # imported already, instead of a fresh interpreter importing them for every step.
+        create(dg.multiprocess_executor, {"max_concurrent": config.get("max_concurrent"),
+                                          "start_method": {"forkserver": {}}, "retries": retries}),
+        create(dg.in_process_executor, {"retries": retries}),
     )
-    return LocalExecutor(mode, multiprocess)
