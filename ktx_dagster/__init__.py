@@ -15,13 +15,13 @@ Everything a project needs is importable from here; the submodules hold the same
 need the `ktx-dagster[testing]` extra).
 """
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
 from ktx_dagster.checks import Check, CheckContext, check, evaluate, output_checks
 from ktx_dagster.data_dir import DataDir, data_root
 from ktx_dagster.definitions import definitions_for
 from ktx_dagster.deployment import DEPLOYMENTS, deployment, executor_for, resources_for
-from ktx_dagster.executors.k8s import K8sSettings, k8s_executor
 from ktx_dagster.executors.local import local_executor
 from ktx_dagster.formats import FORMATS, format_by_name
 from ktx_dagster.io_manager import DataDirIOManager, KtxIOManager, data_resources
@@ -36,6 +36,16 @@ from ktx_dagster.partitions import (
 from ktx_dagster.sensors import file_partitions_sensor, file_sensors
 from ktx_dagster.task_resources import TaskResources, TaskResourcesError
 from ktx_dagster.transformation import Upstream, transformation
+
+# Imported on first use: the Kubernetes client costs a local project ~0.5 s at every start.
+_LAZY = {"K8sSettings": "ktx_dagster.executors.k8s", "k8s_executor": "ktx_dagster.executors.k8s"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ktx_dagster' has no attribute {name!r}")
+
 
 try:
     __version__ = version("ktx-dagster")

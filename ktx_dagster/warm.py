@@ -48,6 +48,7 @@ PRELOAD = (
     "fsspec",
     "upath",
     "scipy.sparse",
+    "dagster_k8s.executor",  # once per server, not per run, when steps go to Kubernetes
 )
 
 
