@@ -73,4 +73,4 @@ bench: venv
 	$(PY) bench/spotify.py --slices 80
 
 clean:
-	rm -rf $(VENV) $(TOOLS_VENV) .dagster_home data build *.egg-info
+	rm -rf $(VENV) $(TOOLS_VENV) .venv-journey .dagster_home data build dist deploy/examples/build *.egg-info

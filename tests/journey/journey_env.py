@@ -66,8 +66,18 @@ def wheel_top_level(wheel: Path) -> set[str]:
 
 def build_user_env(dist: Path) -> UserEnv:
     """`pip wheel .` of this checkout, installed with its `testing` extra into a venv of its own."""
+    # From a clean copy of the working tree (tracked and new files, as git lists them), as a
+    # user's CI builds from a clean checkout: setuptools reuses a build/ folder it finds, and
+    # an old one would slip files that are gone from the source into the wheel.
+    src = dist / "src"
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
+                            capture_output=True, text=True).stdout.split("\0")
+    for relative in filter(None, listed):
+        if (REPO / relative).is_file():
+            (src / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / relative, src / relative)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--disable-pip-version-check",
-                    "-w", str(dist), str(REPO)], check=True, timeout=600, cwd=dist)
+                    "-w", str(dist), str(src)], check=True, timeout=600, cwd=dist)
     (wheel,) = dist.glob("ktx_dagster-*.whl")
     stamp = VENV / ".ktx-journey"
     if not stamp.exists() or stamp.read_text() != _fingerprint():
