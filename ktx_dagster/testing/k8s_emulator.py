@@ -55,6 +55,19 @@ What it does
   embedded in longer args (``sh -c "ls /mnt/data"``) are rewritten too; paths that a
   program builds itself at run time (``"/mnt" + "/data"``) are not.
 
+Container pods (``runtime="docker"``)
+------------------------------------
+With a Docker daemon, each container of a Pod runs as a container of the Pod's image
+(``ktx_dagster/testing/docker_pods.py``): memory and cpu limits become cgroup limits, so a
+step over its memory limit is OOM-killed for real and its status says ``OOMKilled`` (exit
+137); the security context applies (user, group, non-root, read-only root filesystem,
+capabilities, no privilege escalation); every volume is a bind mount of the directory
+prepared for it; env, ``workingDir``, ``command`` and ``args`` follow Kubernetes' rules, and
+nothing of this machine's environment leaks in. An image that is not present leaves the Pod
+waiting in ``ErrImageNeverPull`` (there is no registry). Containers use the host network, so
+pods reach loopback services (the emulated API, PostgreSQL, S3) as the tests do. The limits
+below that concern resources, images and isolation apply to the default ``runtime="process"``.
+
 Limits (plainly)
 ----------------
 * No scheduling, nodes, node selectors, tolerations, affinity or priorities: every
@@ -358,6 +371,7 @@ class _PodRuntime:
     key: tuple[str, str]
     lines: list[tuple[str, str]] = field(default_factory=list)  # (timestamp, line)
     proc: subprocess.Popen | None = None
+    container: str | None = None  # the running container's name (runtime "docker")
     started: bool = False
     finished: bool = False
     deleted: bool = False
@@ -390,7 +404,16 @@ class KubeEmulator:
         max_termination_grace: float = 5.0,
         host: str = "127.0.0.1",
         port: int = 0,
+        runtime: str = "process",
+        docker: str = "docker",
+        container_mounts: Iterable[tuple[str, str, bool]] = (),
     ):
+        if runtime not in ("process", "docker"):
+            raise ValueError(f"runtime={runtime!r}: 'process' (local processes) or 'docker' (containers)")
+        self.runtime = runtime
+        self.docker = docker
+        # (local path, path in the container, read-only) added to every container pod
+        self.container_mounts = tuple(container_mounts)
         self._own_workdir = workdir is None
         self.workdir = os.path.abspath(workdir or tempfile.mkdtemp(prefix="ktx-kube-emulator-"))
         os.makedirs(self.workdir, exist_ok=True)
@@ -1008,14 +1031,17 @@ class KubeEmulator:
                     pod = self.get("pods", ns, name) or pod
                     root, mounts = self._prepare_volumes(pod)
                     containers = [*(spec.get("initContainers") or []), spec["containers"][0]]
-                    prepared = [self._prepare_container(pod, c, root, mounts) for c in containers]
+                    if self.runtime == "docker":
+                        prepared = [self._prepare_docker(pod, c, root, i) for i, c in enumerate(containers)]
+                    else:
+                        prepared = [self._prepare_container(pod, c, root, mounts) for c in containers]
                     break
                 except _ConfigError as exc:
-                    msg = str(exc)
+                    msg, reason = str(exc), exc.reason
 
-                    def waiting(o: dict[str, Any], msg: str = msg) -> None:
+                    def waiting(o: dict[str, Any], msg: str = msg, reason: str = reason) -> None:
                         for cs in o["status"].get("containerStatuses") or []:
-                            cs["state"] = {"waiting": {"reason": "CreateContainerConfigError", "message": msg}}
+                            cs["state"] = {"waiting": {"reason": reason, "message": msg}}
 
                     self._set_pod(rt, waiting)
                     time.sleep(0.5)
@@ -1045,7 +1071,7 @@ class KubeEmulator:
                         ]
                         for cs in o["status"].get("containerStatuses") or []:
                             if cs["name"] == cname:
-                                cs.update({"ready": True, "started": True, "containerID": f"emulator://{ns}/{name}",
+                                cs.update({"ready": True, "started": True, "containerID": self._container_id(ns, name),
                                            "state": {"running": {"startedAt": _now()}}})
 
                     self._set_pod(rt, running)
@@ -1053,7 +1079,7 @@ class KubeEmulator:
                 if rt.deleted:
                     return
                 term = {"exitCode": exit_code, "reason": reason, "startedAt": t0, "finishedAt": _now(),
-                        "containerID": f"emulator://{ns}/{name}"}
+                        "containerID": self._container_id(ns, name)}
                 if exit_code != 0:
                     term["message"] = "".join(line for _, line in rt.lines[-10:])[-1024:]
                 if not is_main:
@@ -1082,7 +1108,7 @@ class KubeEmulator:
                     cs["started"] = False
                     if cs["name"] == containers[n_init]["name"] and main_term is not None:
                         cs["state"] = {"terminated": main_term}
-                        cs["containerID"] = f"emulator://{ns}/{name}"
+                        cs["containerID"] = self._container_id(ns, name)
                     elif "terminated" not in cs.get("state", {}):
                         cs["state"] = {"waiting": {"reason": "PodInitializing"}}
 
@@ -1111,7 +1137,12 @@ class KubeEmulator:
                 if ref.get("kind") == "Job":
                     self._work.put(("job", ns, ref["name"]))
 
+    def _container_id(self, ns: str, name: str) -> str:
+        return f"docker://{ns}.{name}" if self.runtime == "docker" else f"emulator://{ns}/{name}"
+
     def _exec(self, rt: _PodRuntime, argv: list[str], env: dict[str, str], cwd: str) -> tuple[int, str, str]:
+        if self.runtime == "docker":
+            return self._exec_container(rt, argv, container=cwd)
         t0 = _now()
         # The "image" is this virtualenv: its bin dir goes first whatever PATH the pod spec or
         # the caller's environment carried (`make test` runs pytest without activating it).
@@ -1135,7 +1166,33 @@ class KubeEmulator:
             code = 128 - code
         return code, ("Completed" if code == 0 else "Error"), t0
 
+    def _exec_container(self, rt: _PodRuntime, argv: list[str], container: str) -> tuple[int, str, str]:
+        """Run one container to its end (docker_pods.py); the reason is the kubelet's."""
+        from ktx_dagster.testing import docker_pods
+
+        t0 = _now()
+        docker_pods.remove(container, self.docker)  # a name left by an earlier emulator
+        try:
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
+        except OSError as exc:
+            self._log(rt, f"docker run failed: {exc}")
+            return 128, "StartError", t0
+        rt.proc, rt.container, rt.started = proc, container, True
+        assert proc.stdout is not None
+        for raw in iter(proc.stdout.readline, b""):
+            self._log(rt, raw.decode("utf-8", errors="replace"))
+        end = docker_pods.termination(container, proc.wait(), self.docker)
+        docker_pods.remove(container, self.docker)
+        rt.container = None
+        return end.exit_code, end.reason, t0
+
     def _kill(self, rt: _PodRuntime, grace: float | None = None) -> None:
+        if rt.container is not None:
+            from ktx_dagster.testing import docker_pods
+
+            docker_pods.stop(rt.container, self.max_termination_grace if grace is None else grace, self.docker)
+            return
         proc = rt.proc
         if proc is None or proc.poll() is not None:
             return
@@ -1254,33 +1311,13 @@ class KubeEmulator:
 
     def _prepare_container(self, pod: Mapping[str, Any], c: Mapping[str, Any], root: str,
                            mounts: list[tuple[str, str]]) -> tuple[list[str], dict[str, str], str]:
-        ns = pod["metadata"]["namespace"]
         env: dict[str, str] = {k: os.environ[k] for k in self.inherit_env if k in os.environ}
         env.update(self.extra_env)
         env["HOSTNAME"] = pod["metadata"]["name"]
         env["KTX_KUBE_EMULATOR"] = "1"
         if self.inject_kubeconfig:
             env["KUBECONFIG"] = self.kubeconfig_path
-        for src in c.get("envFrom") or []:
-            prefix = src.get("prefix", "")
-            if "configMapRef" in src:
-                ref = src["configMapRef"]
-                data = self._config_data(ns, "configmaps", ref["name"], bool(ref.get("optional")))
-            else:
-                ref = src["secretRef"]
-                data = self._config_data(ns, "secrets", ref["name"], bool(ref.get("optional")))
-            for k, v in (data or {}).items():
-                env[prefix + k] = v.decode("utf-8", errors="replace")
-        container_env: dict[str, str] = {}
-        for e in c.get("env") or []:
-            if "valueFrom" in e:
-                val = self._value_from(pod, c, e["valueFrom"])
-                if val is None:
-                    continue
-            else:
-                val = _expand(e.get("value", ""), {**env, **container_env})
-            container_env[e["name"]] = val
-        env.update(container_env)
+        env.update(self._container_env(pod, c, env))
         env = {k: self._rewrite(v, root, mounts) for k, v in env.items()}
         argv = [*(c.get("command") or []), *(c.get("args") or [])]
         if not argv:
@@ -1294,6 +1331,57 @@ class KubeEmulator:
             if os.path.isdir(wd):
                 cwd = wd
         return argv, env, cwd
+
+    def _prepare_docker(self, pod: Mapping[str, Any], c: Mapping[str, Any], root: str,
+                        index: int) -> tuple[list[str], dict[str, str], str]:
+        """A container of the pod's image: its own env only (the image's PATH stays), each
+        volume a bind mount; returns (docker run argv, env, container name)."""
+        from ktx_dagster.testing import docker_pods
+
+        ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+        if not docker_pods.image_present(c["image"], self.docker):
+            raise _ConfigError(f'image "{c["image"]}" is not on this node and no registry is reachable; '
+                               "build it first (docker build ...)", reason="ErrImageNeverPull")
+        env: dict[str, str] = {"HOSTNAME": name, "KTX_KUBE_EMULATOR": "1"}
+        mounts: list[tuple[str, str, bool]] = list(self.container_mounts)
+        if self.inject_kubeconfig:
+            env["KUBECONFIG"] = self.kubeconfig_path
+            mounts.append((self.kubeconfig_path, self.kubeconfig_path, True))
+        env.update(self._container_env(pod, c, env))
+        volumes = {v["name"]: v for v in pod["spec"].get("volumes") or []}
+        for m in c.get("volumeMounts") or []:
+            mount_path = m["mountPath"].rstrip("/") or "/"
+            vol = volumes.get(m["name"], {})
+            read_only = bool(m.get("readOnly")) or "configMap" in vol or "secret" in vol
+            mounts.append((os.path.realpath(root + mount_path), mount_path, read_only))
+        # $(VAR) in command and args, as the kubelet expands them
+        c = {**c, "command": [_expand(a, env) for a in c.get("command") or []],
+             "args": [_expand(a, env) for a in c.get("args") or []]}
+        run = docker_pods.run_command(f"ktx-{ns}.{name}-{index}", pod["spec"], c, env, mounts, docker=self.docker)
+        if run.refused:
+            raise _ConfigError(run.refused)
+        return run.argv, env, run.name
+
+    def _container_env(self, pod: Mapping[str, Any], c: Mapping[str, Any], base: Mapping[str, str]) -> dict[str, str]:
+        """env and envFrom of a container, as the kubelet resolves them (no host env)."""
+        ns = pod["metadata"]["namespace"]
+        env: dict[str, str] = {}
+        for src in c.get("envFrom") or []:
+            prefix = src.get("prefix", "")
+            ref = src.get("configMapRef") or src.get("secretRef")
+            plural = "configmaps" if "configMapRef" in src else "secrets"
+            data = self._config_data(ns, plural, ref["name"], bool(ref.get("optional")))
+            for k, v in (data or {}).items():
+                env[prefix + k] = v.decode("utf-8", errors="replace")
+        for e in c.get("env") or []:
+            if "valueFrom" in e:
+                val = self._value_from(pod, c, e["valueFrom"])
+                if val is None:
+                    continue
+            else:
+                val = _expand(e.get("value", ""), {**base, **env})
+            env[e["name"]] = val
+        return env
 
     def _value_from(self, pod: Mapping[str, Any], c: Mapping[str, Any], vf: Mapping[str, Any]) -> str | None:
         ns = pod["metadata"]["namespace"]
@@ -1332,7 +1420,11 @@ class KubeEmulator:
 
 
 class _ConfigError(Exception):
-    pass
+    """A container the kubelet cannot start yet; `reason` goes into its waiting state."""
+
+    def __init__(self, message: str, reason: str = "CreateContainerConfigError"):
+        super().__init__(message)
+        self.reason = reason
 
 
 def _expand(value: str, env: Mapping[str, str]) -> str:

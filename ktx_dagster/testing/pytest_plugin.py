@@ -148,11 +148,17 @@ def k8s_test_cluster(
     base_dir: str | os.PathLike | None = None,
     namespace: str = "ktx-test",
     project_dir: str | os.PathLike | None = None,
+    runtime: str | None = None,
+    container_mounts: tuple[tuple[str, str, bool], ...] = (),
 ) -> Iterator[K8sTestCluster]:
     """The fixture's body, usable outside pytest (``with k8s_test_cluster() as c: ...``).
 
     project_dir: the project whose code the emulated pods import, as the image would hold it
     (their working directory, first on PYTHONPATH); default the current directory.
+    runtime: "process" (pods are local processes in this environment) or "docker" (pods are
+    containers of their image, limits and security context enforced); default
+    KTX_TEST_POD_RUNTIME, else "process". container_mounts: extra (local, in-container,
+    read-only) bind mounts for every container pod.
     """
     project = Path(project_dir or os.getcwd()).resolve()
     real = os.environ.get("KTX_TEST_KUBECONFIG")
@@ -177,6 +183,8 @@ def k8s_test_cluster(
             extra_env={"PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1"},
             cwd=str(project),
             namespaces=[namespace],
+            runtime=runtime or os.environ.get("KTX_TEST_POD_RUNTIME", "process"),
+            container_mounts=container_mounts,
         )
         stack.enter_context(emulator)
         emulator.ensure_object(namespace, "serviceaccounts", {"metadata": {"name": "ktx-step"}})
