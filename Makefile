@@ -10,7 +10,7 @@ export KTX_DATA_DIR ?= $(CURDIR)/data
 export KTX_MAX_CONCURRENT_RUNS ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: help venv demo test test-heavy dev bench system-deps tools clean
+.PHONY: help venv demo test test-heavy dev bench system-deps tools images clean
 
 help:
 	@echo "make demo   - install, prepare sample data, materialize everything locally, print results"
@@ -60,9 +60,21 @@ $(TOOLS_VENV)/.installed:
 
 tools: $(TOOLS_VENV)/.installed
 
-# In CI a missing tool fails its tests instead of skipping them.
-test: venv system-deps tools
-	KTX_REQUIRE_STATIC_TOOLS=1 KTX_REQUIRE_POSTGRES=1 KTX_REQUIRE_BROWSER=1 $(PY) -m pytest $(PYTEST_ARGS)
+# The container tests' Docker daemon (.ci/docker.sh: private, host network only) and images
+# (.ci/test-images.sh: a Debian base from Debian's packages, the image from deploy/Dockerfile).
+KTX_DOCKER_ROOT ?= /var/lib/ktx-docker
+KTX_DOCKER ?= /usr/bin/docker
+DOCKER_ENV = DOCKER_HOST=unix://$(KTX_DOCKER_ROOT)/docker.sock KTX_DOCKER=$(KTX_DOCKER) KTX_DOCKER_ROOT=$(KTX_DOCKER_ROOT)
+
+images: venv system-deps
+	$(DOCKER_ENV) bash .ci/docker.sh start
+	$(DOCKER_ENV) bash .ci/test-images.sh $(abspath $(PY)) || { $(DOCKER_ENV) bash .ci/docker.sh stop; exit 1; }
+
+# In CI a missing tool fails its tests instead of skipping them. The daemon `images` started
+# is stopped again whatever the tests did.
+test: venv system-deps tools images
+	$(DOCKER_ENV) KTX_REQUIRE_DOCKER=1 KTX_REQUIRE_STATIC_TOOLS=1 KTX_REQUIRE_POSTGRES=1 KTX_REQUIRE_BROWSER=1 \
+		$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; $(DOCKER_ENV) bash .ci/docker.sh stop; exit $$rc
 
 test-heavy: venv system-deps tools
 	$(PY) -m pytest -m heavy $(PYTEST_ARGS)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Debian packages the test suite needs beyond Python: a headless Chromium for the UI tests
+# Debian packages the test suite needs beyond Python: Docker and debootstrap for the image
+# and container tests (.ci/docker.sh, .ci/test-images.sh), a headless Chromium for the UI tests
 # (driven by Playwright for Python with executable_path=/usr/bin/chromium; Playwright never
 # downloads a browser of its own) and a font so pages render legible text in screenshots.
 #
@@ -8,7 +9,7 @@
 # skip it entirely (the UI tests then skip themselves when no Chromium is found).
 set -euo pipefail
 
-PACKAGES=(chromium fonts-liberation postgresql shellcheck)
+PACKAGES=(chromium fonts-liberation postgresql shellcheck docker.io debootstrap)
 
 [ "${KTX_SKIP_SYSTEM_DEPS:-0}" = "1" ] && exit 0
 if ! command -v dpkg-query >/dev/null 2>&1; then

@@ -1266,6 +1266,7 @@ class KubeEmulator:
                         f.write(data[item["key"]])
             else:  # emptyDir, projected, csi, ... -> scratch dir
                 os.makedirs(vdir, exist_ok=True)
+                os.chmod(vdir, 0o777)  # as the kubelet makes an emptyDir: any pod user may write
             vol_dirs[vname] = vdir
         mounts: list[tuple[str, str]] = []
         container = pod["spec"]["containers"][0]

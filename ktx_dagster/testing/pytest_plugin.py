@@ -184,6 +184,7 @@ def k8s_test_cluster(
             cwd=str(project),
             namespaces=[namespace],
             runtime=runtime or os.environ.get("KTX_TEST_POD_RUNTIME", "process"),
+            docker=os.environ.get("KTX_DOCKER", "docker"),
             container_mounts=container_mounts,
         )
         stack.enter_context(emulator)

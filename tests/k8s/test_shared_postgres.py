@@ -13,6 +13,9 @@ Dagster instance, configured by the one file deploy/minikube/dagster.yaml.
   The host/port are this server's, as the emulator has no cluster DNS.
 
 Then a fresh instance on the same database must see the step events that the pods wrote.
+Twice: with pods as local processes, and with pods as containers of the real image
+(`ktx-dagster:test`, runtime "docker": the step pods' user, read-only root, memory limits and
+the instance ConfigMap are then the container's own).
 Emulator only: on a real cluster the project tests (test_project_on_k8s.py) run against the
 cluster's own PostgreSQL when KTX_TEST_DAGSTER_HOME is the Minikube instance.
 """
@@ -33,8 +36,10 @@ from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatu
 from assets.hello_world import HELLO_WORLD_FILES
 from assets.logic.greeting import greet_lines
 from assets.samples import write_hello_world_sample
-from k8s_harness import REPO_ROOT, data_sandbox, project_env, seed_cluster_config
+from k8s_harness import REPO_ROOT, TEST_IMAGE, data_sandbox, project_env, seed_cluster_config
 from ktx_dagster.data_dir import data_root
+from ktx_dagster.testing.containers import docker_client, require_image
+from ktx_dagster.testing.pytest_plugin import k8s_test_cluster
 
 pytestmark = [pytest.mark.k8s, pytest.mark.timeout(300)]
 
@@ -47,9 +52,30 @@ def _manifest_configmaps() -> dict[str, dict[str, str]]:
     return {d["metadata"]["name"]: d["data"] for d in docs if d and d.get("kind") == "ConfigMap"}
 
 
-def test_laptop_and_step_pods_share_one_postgres_instance(ktx_k8s_cluster, ktx_postgres, tmp_path, monkeypatch):
-    cluster = ktx_k8s_cluster
-    cluster.require_emulator()
+def _wait_for_phases(cluster, selector: str, timeout: float = 30.0) -> list[str]:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        phases = [p["status"]["phase"] for p in cluster.pods(label_selector=selector)]
+        if all(phase in ("Succeeded", "Failed") for phase in phases) or time.monotonic() > deadline:
+            return phases
+        time.sleep(0.2)
+
+
+@pytest.fixture(params=["process", pytest.param("docker", marks=pytest.mark.container)])
+def cluster(request, tmp_path):
+    """The emulated cluster, its pods local processes or containers of the image."""
+    if os.environ.get("KTX_TEST_KUBECONFIG"):
+        pytest.skip("emulator only: a real cluster runs test_project_on_k8s.py against its own PostgreSQL")
+    if request.param == "docker":
+        require_image(TEST_IMAGE)
+        os.environ.setdefault("KTX_DOCKER", docker_client())
+    with k8s_test_cluster(tmp_path / "cluster", project_dir=REPO_ROOT, runtime=request.param) as c:
+        yield c
+
+
+def test_laptop_and_step_pods_share_one_postgres_instance(cluster, ktx_postgres, tmp_path, monkeypatch):
     pg = ktx_postgres.create_database(f"ktx_{uuid.uuid4().hex[:10]}")
 
     # Pods: the manifests' ConfigMaps (same dagster.yaml as the laptop's) and the Secret.
@@ -70,6 +96,8 @@ def test_laptop_and_step_pods_share_one_postgres_instance(ktx_k8s_cluster, ktx_p
     with data_sandbox(cluster) as (data, host_path):
         root = data_root(str(data))
         write_hello_world_sample(root, parts=PARTS)
+        for path in [data, *data.rglob("*")]:
+            os.chown(path, 10001, 10001)  # the mount belongs to the step pods' user
         keys = [f"part_{i}" for i in range(1, PARTS + 1)]
         env = {
             **os.environ,
@@ -103,8 +131,10 @@ def test_laptop_and_step_pods_share_one_postgres_instance(ktx_k8s_cluster, ktx_p
             assert password["valueFrom"]["secretKeyRef"] == {"name": "ktx-postgres", "key": "postgresql-password"}
             volumes = {v["name"]: v for v in pod_spec["volumes"]}
             assert volumes["dagster-instance"]["configMap"]["name"] == "ktx-dagster-instance"
-            pods = cluster.pods(label_selector=f"job-name={job['metadata']['name']}")
-            assert [p["status"]["phase"] for p in pods] == ["Succeeded"]
+            # The step is done once its events are written; its pod ends a moment later
+            # (a container's exit is inspected and reaped, on a real node too).
+            phases = _wait_for_phases(cluster, f"job-name={job['metadata']['name']}")
+            assert phases == ["Succeeded"], phases
 
     # A fresh instance from the same file and database sees what the pods wrote.
     for name, value in {**pg.dagster_env(), "DAGSTER_HOME": str(home)}.items():
