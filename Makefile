@@ -10,7 +10,7 @@ export KTX_DATA_DIR ?= $(CURDIR)/data
 export KTX_MAX_CONCURRENT_RUNS ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: help venv demo test test-heavy dev bench system-deps tools images clean
+.PHONY: help venv demo test test-heavy dev bench system-deps tools images clean minikube-up minikube-dev minikube-image minikube-down eks-infra eks-image eks-deploy eks-destroy
 
 help:
 	@echo "make demo   - install, prepare sample data, materialize everything locally, print results"
@@ -60,6 +60,59 @@ $(TOOLS_VENV)/.installed:
 
 tools: $(TOOLS_VENV)/.installed
 
+# Minikube (deploy/minikube): the cluster, Dagster on the laptop with every step a Job in it.
+minikube-up:
+	deploy/minikube/up.sh
+
+minikube-dev: venv
+	deploy/minikube/dev.sh
+
+minikube-image:
+	minikube -p $${KTX_MINIKUBE_PROFILE:-ktx} image build -t $${KTX_IMAGE:-ktx-dagster:dev} -f deploy/Dockerfile .
+
+minikube-down:
+	deploy/minikube/down.sh
+
+# EKS (terraform/, deploy/helm): the region is chosen once, by the first `make eks-infra`
+# (EKS_REGION, default us-east-1), and kept in terraform/region.auto.tfvars, which every
+# later apply and destroy reads. The chart version is the dagster version we pin.
+EKS_REGION ?= us-east-1
+DAGSTER_CHART_VERSION := 1.13.27
+TF := terraform -chdir=terraform
+EKS_OUT := .eks
+
+eks-infra:
+	test -f terraform/region.auto.tfvars || echo 'region = "$(EKS_REGION)"' > terraform/region.auto.tfvars
+	$(TF) init -input=false
+	$(TF) apply
+	$$($(TF) output -raw kubeconfig_command)
+
+eks-image:
+	mkdir -p $(EKS_OUT)
+	repo=$$($(TF) output -raw ecr_repository_url) && region=$$($(TF) output -raw region) && \
+	tag=$$(git rev-parse --short HEAD)$$(git diff --quiet HEAD || echo -dirty-$$(date +%s)) && \
+	aws ecr get-login-password --region "$$region" | docker login --username AWS --password-stdin "$${repo%%/*}" && \
+	docker build --platform linux/amd64 -f deploy/Dockerfile -t "$$repo:$$tag" . && \
+	docker push "$$repo:$$tag" && echo "$$tag" > $(EKS_OUT)/image-tag
+
+eks-deploy: venv
+	test -f $(EKS_OUT)/image-tag || { echo "no image pushed yet: make eks-image" >&2; exit 1; }
+	$(TF) output -json > $(EKS_OUT)/outputs.json
+	$(PY) deploy/helm/render_values.py --outputs $(EKS_OUT)/outputs.json --tag $$(cat $(EKS_OUT)/image-tag) --out $(EKS_OUT)
+	kubectl create namespace dagster --dry-run=client -o yaml | kubectl apply -f -
+	$(TF) output -raw dagster_db_password | kubectl -n dagster create secret generic dagster-postgresql-secret \
+		--from-file=postgresql-password=/dev/stdin --dry-run=client -o yaml | kubectl apply -f -
+	kubectl apply -f $(EKS_OUT)/step-serviceaccount.yaml
+	helm repo add dagster https://dagster-io.github.io/helm --force-update
+	helm upgrade --install dagster dagster/dagster --version $(DAGSTER_CHART_VERSION) -n dagster \
+		-f $(EKS_OUT)/values-eks.yaml --wait
+	@echo "UI: kubectl -n dagster port-forward svc/dagster-webserver 3000:80, then http://127.0.0.1:3000"
+
+eks-destroy:
+	-helm -n dagster uninstall dagster --wait
+	-kubectl delete namespace dagster --wait
+	$(TF) destroy
+
 # The container tests' Docker daemon (.ci/docker.sh: private, host network only) and images
 # (.ci/test-images.sh: a Debian base from Debian's packages, the image from deploy/Dockerfile).
 KTX_DOCKER_ROOT ?= /var/lib/ktx-docker
@@ -85,4 +138,4 @@ bench: venv
 	$(PY) bench/spotify.py --slices 80
 
 clean:
-	rm -rf $(VENV) $(TOOLS_VENV) .venv-journey .dagster_home data build dist deploy/examples/build *.egg-info
+	rm -rf $(VENV) $(TOOLS_VENV) .venv-journey .dagster_home data build dist deploy/examples/build *.egg-info .cache

@@ -32,3 +32,14 @@ output "kubeconfig_command" {
   description = "Point kubectl/helm at the cluster."
   value       = "aws eks update-kubeconfig --region ${var.region} --name ${module.eks.cluster_name}"
 }
+
+output "dagster_db_host" {
+  description = "PostgreSQL host of the Dagster instance (the Helm chart's postgresqlHost)."
+  value       = aws_db_instance.dagster.address
+}
+
+output "dagster_db_password" {
+  description = "PostgreSQL password of the Dagster instance: make eks-deploy puts it into the dagster-postgresql-secret Secret."
+  value       = random_password.dagster_db.result
+  sensitive   = true
+}

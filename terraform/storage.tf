@@ -33,8 +33,10 @@ resource "aws_s3_bucket" "data" {
   # checkov:skip=CKV_AWS_18: Access logs of an intermediate-data bucket would need a second bucket and cost more than the data is worth; CloudTrail data events can be enabled account-wide when needed.
   # checkov:skip=CKV_AWS_144: Cross-region replication doubles storage for data every pipeline can regenerate from its raw inputs.
   # checkov:skip=CKV2_AWS_62: Nothing consumes bucket events; Dagster tracks every write itself.
-  bucket        = local.bucket_name
-  force_destroy = false
+  bucket = local.bucket_name
+  # `terraform destroy` empties the versioned bucket (every version and delete marker) first:
+  # it holds pipeline data that the raw inputs regenerate. Keep your raw inputs elsewhere.
+  force_destroy = true
 }
 
 resource "aws_s3_bucket_versioning" "data" {
@@ -118,6 +120,7 @@ resource "aws_s3_bucket_policy" "data" {
 resource "aws_ecr_repository" "ktx" {
   name                 = var.name
   image_tag_mutability = "IMMUTABLE"
+  force_delete         = true # destroy removes the images too (rebuilt from the repository)
 
   image_scanning_configuration {
     scan_on_push = true

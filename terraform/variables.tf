@@ -28,9 +28,21 @@ variable "bucket_name" {
 }
 
 variable "kubernetes_version" {
-  description = "EKS Kubernetes version."
+  description = "EKS Kubernetes version: one in standard support (terraform/eks_versions.json, checked by tests/static/test_terraform.py)."
   type        = string
-  default     = "1.31"
+  default     = "1.35"
+}
+
+variable "db_instance_class" {
+  description = "RDS instance class of the Dagster instance's PostgreSQL."
+  type        = string
+  default     = "db.t4g.micro"
+}
+
+variable "db_engine_version" {
+  description = "PostgreSQL major version of the Dagster instance."
+  type        = string
+  default     = "16"
 }
 
 variable "vpc_cidr" {
@@ -48,7 +60,7 @@ variable "dagster_namespace" {
 variable "dagster_service_accounts" {
   description = "Service accounts in dagster_namespace allowed to assume the pod role (IRSA)."
   type        = list(string)
-  default     = ["dagster", "ktx-step"]
+  default     = ["dagster", "ktx-step"] # ktx-step: the step pods' own account (make eks-deploy creates it)
 }
 
 variable "cluster_endpoint_public_access_cidrs" {

@@ -4,10 +4,17 @@
 #   deploy/minikube/up.sh            # start (or re-use) profile "ktx", build the image, apply
 #   KTX_MINIKUBE_CPUS=6 KTX_MINIKUBE_MEMORY=12288mb deploy/minikube/up.sh
 #
-# What it does: minikube start with <repo>/data mounted at /mnt/data (owned by the image's
-# uid 10001), metrics-server, the ktx-dagster image built inside Minikube, the namespace,
-# service accounts + a Role limited to jobs/pods/pods/log, PostgreSQL for the Dagster
-# instance, the instance ConfigMaps and a generated password Secret. Idempotent.
+# What it does: minikube start with <repo>/data mounted at /mnt/data and Calico as the CNI
+# (so the step NetworkPolicy is enforced), metrics-server, the ktx-dagster image built inside
+# Minikube, the namespace, service accounts + a Role limited to what dagster-k8s calls
+# (jobs, pods, pods/log, events), PostgreSQL for the Dagster instance, the instance
+# ConfigMaps and a generated password Secret; then the env file `make minikube-dev` loads.
+# Idempotent.
+#
+# The data mount: with the Docker (or Podman) driver `--mount` is a plain bind mount that
+# keeps the laptop's owner (--mount-uid/gid only apply to 9p mounts, and fsGroup never to a
+# hostPath), so the step pods run as the owner of the data directory (KTX_RUN_AS_USER/GROUP
+# in the env file). A directory owned by root is handed to uid 10001, the image's user.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -20,6 +27,7 @@ DATA_DIR="${KTX_HOST_DATA_DIR:-${REPO_ROOT}/data}"
 PG_LOCAL_PORT="${KTX_PG_LOCAL_PORT:-15432}"
 LOCAL_DAGSTER_HOME="${KTX_MINIKUBE_DAGSTER_HOME:-${REPO_ROOT}/.dagster_home/minikube}"
 MANIFESTS="${REPO_ROOT}/deploy/minikube/manifests"
+ENV_FILE="${LOCAL_DAGSTER_HOME}/env.sh"
 
 need() {
   if ! command -v "$1" >/dev/null 2>&1; then
@@ -34,12 +42,18 @@ need openssl "It generates the PostgreSQL password."
 kc() { kubectl --context "${PROFILE}" "$@"; }
 
 mkdir -p "${DATA_DIR}" "${LOCAL_DAGSTER_HOME}"
+if [ "$(stat -c %u "${DATA_DIR}")" = "0" ]; then
+  echo "==> ${DATA_DIR} belongs to root: handing it to uid 10001 (the image's user; pods never run as root)"
+  chown -R 10001:10001 "${DATA_DIR}"
+fi
+RUN_AS_USER="$(stat -c %u "${DATA_DIR}")"
+RUN_AS_GROUP="$(stat -c %g "${DATA_DIR}")"
 
 echo "==> minikube start (profile ${PROFILE}, ${CPUS} CPUs, ${MEMORY}, ${DATA_DIR} -> /mnt/data)"
 minikube start -p "${PROFILE}" \
   --cpus="${CPUS}" --memory="${MEMORY}" \
+  --cni=calico \
   --mount --mount-string="${DATA_DIR}:/mnt/data" \
-  --mount-uid=10001 --mount-gid=10001 \
   --extra-config=kubelet.eviction-hard="memory.available<512Mi,nodefs.available<10%" \
   --extra-config=kubelet.system-reserved="memory=512Mi"
 minikube -p "${PROFILE}" addons enable metrics-server
@@ -59,25 +73,30 @@ kc -n "${NAMESPACE}" rollout status statefulset/ktx-postgres --timeout=300s
 
 cp "${REPO_ROOT}/deploy/minikube/dagster.yaml" "${LOCAL_DAGSTER_HOME}/dagster.yaml"
 
+# What `make minikube-dev` (deploy/minikube/dev.sh) loads; source it to use the cluster from
+# any shell (the password is read from the Secret when the file is sourced, never stored).
+cat >"${ENV_FILE}" <<ENV
+export KTX_DEPLOYMENT=minikube
+export KTX_KUBE_CONTEXT=${PROFILE}
+export KTX_K8S_NAMESPACE=${NAMESPACE}
+export KTX_IMAGE=${IMAGE}
+export KTX_DATA_DIR=${DATA_DIR}
+export KTX_RUN_AS_USER=${RUN_AS_USER} KTX_RUN_AS_GROUP=${RUN_AS_GROUP}
+export DAGSTER_HOME=${LOCAL_DAGSTER_HOME}
+export DAGSTER_PG_HOST=127.0.0.1 DAGSTER_PG_PORT=${PG_LOCAL_PORT} DAGSTER_PG_USER=dagster DAGSTER_PG_DB=dagster
+export DAGSTER_PG_PASSWORD="\$(kubectl --context ${PROFILE} -n ${NAMESPACE} get secret ktx-postgres -o jsonpath='{.data.postgresql-password}' | base64 -d)"
+ENV
+
 cat <<INSTRUCTIONS
 
-Minikube is ready. In one terminal keep PostgreSQL reachable from the laptop:
+Minikube is ready. Run Dagster on the laptop, every partition step a Job in Minikube:
 
-  kubectl --context ${PROFILE} -n ${NAMESPACE} port-forward svc/ktx-postgres ${PG_LOCAL_PORT}:5432
+  make minikube-dev
 
-In another, run Dagster on the laptop; every partition step becomes a Job in Minikube:
-
-  export KTX_DEPLOYMENT=minikube
-  export KTX_KUBE_CONTEXT=${PROFILE}
-  export KTX_K8S_NAMESPACE=${NAMESPACE}
-  export KTX_IMAGE=${IMAGE}
-  export KTX_DATA_DIR=${DATA_DIR}
-  export DAGSTER_HOME=${LOCAL_DAGSTER_HOME}
-  export DAGSTER_PG_HOST=127.0.0.1 DAGSTER_PG_PORT=${PG_LOCAL_PORT} DAGSTER_PG_USER=dagster DAGSTER_PG_DB=dagster
-  export DAGSTER_PG_PASSWORD="\$(kubectl --context ${PROFILE} -n ${NAMESPACE} get secret ktx-postgres -o jsonpath='{.data.postgresql-password}' | base64 -d)"
-  cd ${REPO_ROOT} && .venv/bin/dagster dev -w workspace.yaml
+It loads ${ENV_FILE}, keeps a port-forward to PostgreSQL running in the background, writes
+the sample inputs, registers their partitions and starts dagster dev on http://127.0.0.1:3000.
 
 Watch the steps:  kubectl --context ${PROFILE} -n ${NAMESPACE} get jobs,pods -l ktx/transformation --watch
-After code changes rebuild the image:  minikube -p ${PROFILE} image build -t ${IMAGE} -f deploy/Dockerfile ${REPO_ROOT}
-Stop: deploy/minikube/down.sh (add --delete to remove the cluster; ${DATA_DIR} stays).
+After code changes rebuild the image:  make minikube-image
+Stop: make minikube-down (deploy/minikube/down.sh --delete removes the cluster; ${DATA_DIR} stays).
 INSTRUCTIONS

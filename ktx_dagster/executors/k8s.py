@@ -152,7 +152,10 @@ class K8sSettings:
     active_deadline_seconds: int | None = None
     max_concurrent: int | None = None
     health_check_seconds: int = 20
+    # The step pods' uid/gid. On Minikube with the Docker driver the data mount belongs to
+    # the laptop user (fsGroup does not apply to hostPath): run the steps as its owner.
     run_as_user: int = 10001
+    run_as_group: int | None = None  # default: run_as_user
 
     @classmethod
     def from_env(cls, deployment: str | None = None, env: Mapping[str, str] | None = None) -> K8sSettings:
@@ -237,13 +240,20 @@ class K8sSettings:
             max_concurrent=_opt_int(env, "KTX_K8S_MAX_CONCURRENT", None),
             health_check_seconds=cast(int, _opt_int(env, "KTX_STEP_HEALTH_CHECK_SECONDS", 20)),
             run_as_user=cast(int, _opt_int(env, "KTX_RUN_AS_USER", 10001)),
+            run_as_group=_opt_int(env, "KTX_RUN_AS_GROUP", None),
         )
 
     # -- what the settings mean for a step pod -------------------------------------
 
+    @property
+    def group(self) -> int:
+        return self.run_as_user if self.run_as_group is None else self.run_as_group
+
     def base_container_context(self) -> K8sContainerContext:
         """Namespace, service account, env, volumes, security context and Job spec."""
-        env = [{"name": "KTX_DATA_DIR", "value": self.data_dir}]
+        # HOME on the writable /tmp: the root filesystem is read-only, and libraries write
+        # caches and settings under ~ (Dagster's telemetry id, matplotlib's font cache).
+        env = [{"name": "KTX_DATA_DIR", "value": self.data_dir}, {"name": "HOME", "value": "/tmp"}]
         env_vars = list(self.env_vars)
         volumes: list[dict[str, Any]] = []
         mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
@@ -279,8 +289,8 @@ class K8sSettings:
                     "securityContext": {
                         "runAsNonRoot": True,
                         "runAsUser": self.run_as_user,
-                        "runAsGroup": self.run_as_user,
-                        "fsGroup": self.run_as_user,
+                        "runAsGroup": self.group,
+                        "fsGroup": self.group,
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
                 },

@@ -45,6 +45,7 @@ pytestmark = [pytest.mark.k8s, pytest.mark.timeout(300)]
 
 MINIKUBE = REPO_ROOT / "deploy" / "minikube"
 PARTS = 2
+LAPTOP_UID = 1000  # who owns ./data on the laptop, and so the mount in Minikube's node
 
 
 def _manifest_configmaps() -> dict[str, dict[str, str]]:
@@ -96,8 +97,11 @@ def test_laptop_and_step_pods_share_one_postgres_instance(cluster, ktx_postgres,
     with data_sandbox(cluster) as (data, host_path):
         root = data_root(str(data))
         write_hello_world_sample(root, parts=PARTS)
+        # Minikube's Docker driver mounts ./data owned by the laptop's user (here uid 1000),
+        # and fsGroup does not apply to a hostPath: the steps run as that owner.
         for path in [data, *data.rglob("*")]:
-            os.chown(path, 10001, 10001)  # the mount belongs to the step pods' user
+            os.chown(path, LAPTOP_UID, LAPTOP_UID)
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
         keys = [f"part_{i}" for i in range(1, PARTS + 1)]
         env = {
             **os.environ,
@@ -107,6 +111,8 @@ def test_laptop_and_step_pods_share_one_postgres_instance(cluster, ktx_postgres,
             "KTX_STEP_HEALTH_CHECK_SECONDS": "2",
             "DAGSTER_STEP_DELEGATING_EXECUTOR_SLEEP_SECONDS": "0.2",
             "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p),
+            "KTX_RUN_AS_USER": str(LAPTOP_UID),
+            "KTX_RUN_AS_GROUP": str(LAPTOP_UID),
         }
         proc = subprocess.run(
             [sys.executable, "-m", "ktx_dagster", "materialize", "-m", "assets.definitions", "--select", "hello_world", "--max-concurrent", "2"],
@@ -118,7 +124,10 @@ def test_laptop_and_step_pods_share_one_postgres_instance(cluster, ktx_postgres,
         assert "hello_world: 2 partition(s)" in proc.stdout, proc.stdout
         for key in keys:
             source = (data / HELLO_WORLD_FILES.directory / f"{key}.txt").read_text()
-            assert (data / "hello_world" / f"{key}.txt").read_text() == greet_lines(source)
+            output = data / "hello_world" / f"{key}.txt"
+            assert output.read_text() == greet_lines(source)
+            if cluster.emulator.runtime == "docker":  # written by a container running as the owner
+                assert output.stat().st_uid == LAPTOP_UID
 
         # The steps really ran as Jobs, configured from the manifests' ConfigMaps/Secret.
         jobs = cluster.jobs(label_selector="ktx/transformation=hello_world")

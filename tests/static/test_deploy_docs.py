@@ -16,6 +16,7 @@ DOWN_SH = REPO / "deploy" / "minikube" / "down.sh"
 TF_README = REPO / "terraform" / "README.md"
 VALUES_EKS = REPO / "deploy" / "helm" / "values-eks.yaml"
 MINIKUBE_YAML = REPO / "deploy" / "minikube" / "dagster.yaml"
+MAKEFILE = REPO / "Makefile"
 
 pytestmark = pytest.mark.static
 
@@ -64,7 +65,7 @@ def up_sh_instructions() -> list[str]:
             lines.append(line.strip())
         elif ":  " in line:  # "Watch the steps:  kubectl ..."
             lines.append(line.split(":  ", 1)[1].strip())
-    assert len(lines) >= 10, lines
+    assert "make minikube-dev" in lines and len(lines) >= 3, lines  # the parse found the block
     return lines
 
 
@@ -77,7 +78,11 @@ def test_minikube_section_shows_exactly_what_up_sh_prints():
 
 def test_minikube_section_calls_the_scripts_as_they_accept():
     text = section("Run on Minikube")
-    assert "deploy/minikube/up.sh" in commands(text)
+    assert "make minikube-up" in commands(text)
+    makefile = (REPO / "Makefile").read_text()
+    for target, script in (("minikube-up", "deploy/minikube/up.sh"), ("minikube-dev", "deploy/minikube/dev.sh"),
+                           ("minikube-down", "deploy/minikube/down.sh")):
+        assert re.search(rf"^{target}:.*\n\t{re.escape(script)}$", makefile, flags=re.M), target
     accepted = {"", "--delete"}  # down.sh's case
     down_calls = [c for c in commands(text) if c.startswith("deploy/minikube/down.sh")]
     assert down_calls
@@ -100,13 +105,38 @@ def test_eks_section_matches_terraform_readme_and_outputs():
     for cmd in commands(text):
         assert cmd in tf_commands, f"README 'Run on EKS' command not in terraform/README.md: {cmd}"
     outputs = set(re.findall(r'^output "(\w+)"', (REPO / "terraform" / "outputs.tf").read_text(), flags=re.M))
-    used = set(re.findall(r"output -raw (\w+)", text + TF_README.read_text()))
+    used = set(re.findall(r"output (?:-raw |-json)(\w*)", text + TF_README.read_text() + MAKEFILE.read_text()))
+    used.discard("")
     assert used and used <= outputs, used - outputs
     values = VALUES_EKS.read_text()
     for placeholder in ("ACCOUNT_ID.dkr.ecr.REGION.amazonaws.com/ktx-dagster",
                         "arn:aws:iam::ACCOUNT_ID:role/ktx-dagster-pods", "BUCKET", "TAG", "REGION", "RDS_HOST"):
         assert placeholder in values, placeholder
-    assert "-f deploy/helm/values-eks.yaml" in text or "deploy/helm/values-eks.yaml >" in text
+
+
+def _target(name: str) -> str:
+    match = re.search(rf"^{name}:.*\n((?:\t.*\n|\t.*\\\n)+)", MAKEFILE.read_text(), flags=re.M)
+    assert match, f"Makefile has no target {name}"
+    return match.group(1)
+
+
+def test_eks_targets_are_what_the_docs_promise():
+    for target in ("eks-infra", "eks-image", "eks-deploy", "eks-destroy"):
+        assert f"make {target}" in section("Run on EKS"), target
+    deploy, infra, destroy = _target("eks-deploy"), _target("eks-infra"), _target("eks-destroy")
+    assert "render_values.py" in deploy and "sed " not in MAKEFILE.read_text()
+    # the chart is the dagster version this repository tests with
+    pinned = re.search(r"^DAGSTER_CHART_VERSION := (\S+)$", MAKEFILE.read_text(), flags=re.M).group(1)
+    constraints = (REPO / ".ci" / "constraints.txt").read_text()
+    assert f"dagster=={pinned}\n" in constraints
+    assert "--version $(DAGSTER_CHART_VERSION)" in deploy
+    # the region is chosen once, in a file every apply and destroy reads
+    assert "region.auto.tfvars" in infra and "-var region" not in infra + destroy
+    assert "/terraform/region.auto.tfvars" in (REPO / ".gitignore").read_text()
+    # the password goes from Terraform's sensitive output straight into a Secret
+    assert "output -raw dagster_db_password | kubectl -n dagster create secret generic dagster-postgresql-secret" in deploy
+    # the chart names the webserver service `dagster-webserver` (release "dagster")
+    assert "svc/dagster-webserver " in deploy and "dagster-dagster-webserver" not in TF_README.read_text()
 
 
 def _engine_for(postgres_db: dict):

@@ -138,7 +138,9 @@ def test_executor_defaults_match_the_minikube_manifests():
     assert "--mount-string=\"${DATA_DIR}:/mnt/data\"" in up
     role = next(d for _, d in shipped_manifests() if d["kind"] == "Role")
     resources = {r for rule in role["rules"] for r in rule["resources"]}
-    assert resources <= {"jobs", "jobs/status", "pods", "pods/log"}
+    assert resources <= {"jobs", "jobs/status", "pods", "pods/log", "events"}
+    # dagster-k8s reads events for a failed pod's debug info (DagsterKubernetesClient)
+    assert "events" in resources
 
 
 def test_helm_values_for_eks():
@@ -188,7 +190,7 @@ def test_dockerfile_and_dockerignore():
     assert f'CHECK_IMPORTS="{" ".join(modules)}"' in dockerfile
 
 
-@pytest.mark.parametrize("script", ["up.sh", "down.sh"])
+@pytest.mark.parametrize("script", ["up.sh", "down.sh", "dev.sh"])
 def test_shell_scripts(script):
     path = REPO / "deploy" / "minikube" / script
     text = path.read_text()

@@ -115,3 +115,35 @@ def test_terraform_fmt_when_available():
         pytest.skip("terraform binary not installed (parsing is covered by python-hcl2)")
     result = subprocess.run([terraform, "fmt", "-check", "-recursive", str(TF)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_kubernetes_version_is_in_standard_support_today(tf):
+    """The default EKS version against the date-stamped table (terraform/eks_versions.json):
+    past its end of standard support, EKS bills extended support and then upgrades it."""
+    import datetime
+
+    table = json.loads((TF / "eks_versions.json").read_text())
+    version = next(item["kubernetes_version"]["default"] for item in tf["variable"] if "kubernetes_version" in item)
+    assert version in table["versions"], f"{version} is not in terraform/eks_versions.json"
+    end = datetime.date.fromisoformat(table["versions"][version]["end_of_standard_support"])
+    today = datetime.date.today()
+    assert today < end, (f"EKS {version} left standard support on {end}: raise kubernetes_version to a newer one "
+                         f"in standard support, after updating eks_versions.json (checked {table['checked']})")
+
+
+def test_postgres_is_private_encrypted_and_reachable_from_the_cluster_only(tf):
+    db = _blocks(tf, "resource", "aws_db_instance")["dagster"]
+    assert db["publicly_accessible"] is False and db["storage_encrypted"] is True
+    assert db["engine"] == "postgres" and "random_password.dagster_db.result" in _text(db["password"])
+    ingress = _blocks(tf, "resource", "aws_vpc_security_group_ingress_rule")
+    assert list(ingress) == ["dagster_db_from_cluster"]
+    rule = ingress["dagster_db_from_cluster"]
+    assert "module.eks.cluster_primary_security_group_id" in _text(rule["referenced_security_group_id"])
+    assert rule["from_port"] == rule["to_port"] == 5432 and "cidr_ipv4" not in rule
+    outputs = {name.strip('"'): body for item in tf["output"] for name, body in item.items()}
+    assert outputs["dagster_db_password"]["sensitive"] is True
+
+
+def test_destroy_empties_the_bucket_and_the_repository(tf):
+    assert _blocks(tf, "resource", "aws_s3_bucket")["data"]["force_destroy"] is True
+    assert _blocks(tf, "resource", "aws_ecr_repository")["ktx"]["force_delete"] is True
