@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 for _path in (REPO_ROOT, Path(__file__).resolve().parent):
@@ -63,6 +64,20 @@ run_coordinator:
   module: dagster._core.run_coordinator
   class: DefaultRunCoordinator
 """
+
+
+def postgres_instance_yaml(pg: Any) -> str:
+    """An instance on PostgreSQL that container pods reach over loopback (host network): runs,
+    events and schedules there, no compute logs on this machine's disk (a container's root
+    is read-only and does not hold this machine's DAGSTER_HOME)."""
+    return yaml.safe_dump({
+        "telemetry": {"enabled": False},
+        "run_coordinator": {"module": "dagster._core.run_coordinator", "class": "DefaultRunCoordinator"},
+        "storage": {"postgres": {"postgres_db": {
+            "username": pg.user, "password": pg.password, "hostname": pg.host, "db_name": pg.database,
+            "port": pg.port, "scheme": "postgresql+psycopg2"}}},
+        "compute_logs": {"module": "dagster._core.storage.noop_compute_log_manager", "class": "NoOpComputeLogManager"},
+    })
 
 
 def seed_cluster_config(
@@ -314,7 +329,8 @@ def project_env(cluster: K8sTestCluster, data_dir: Path, host_data_path: str) ->
 
 @contextlib.contextmanager
 def project_harness(
-    cluster: K8sTestCluster, dagster_home: Path, data_dir: Path, host_data_path: str
+    cluster: K8sTestCluster, dagster_home: Path, data_dir: Path, host_data_path: str,
+    instance_yaml: str = INSTANCE_YAML,
 ) -> Iterator[DagsterK8sHarness]:
     """The project's code locations from workspace.yaml (Hello World and the Spotify chain),
     as `dagster dev -w workspace.yaml` loads them, with KTX_DEPLOYMENT=minikube."""
@@ -326,5 +342,6 @@ def project_harness(
         extra_env=project_env(cluster, data_dir, host_data_path),
         target=WorkspaceFileTarget(paths=[str(WORKSPACE_YAML)]),
         location_name=PROJECT_LOCATIONS[0],
+        instance_yaml=instance_yaml,
     ) as h:
         yield h

@@ -5,12 +5,17 @@ KTX_DEPLOYMENT=minikube, loaded by a code server as `dagster dev -w workspace.ya
 runs launched by the UI's own GraphQL mutation and started by the DEFAULT run launcher
 (a run worker process that creates one Job per step through the ktx k8s executor).
 
-Against the emulator by default; against a real cluster with KTX_TEST_KUBECONFIG (see
-k8s_harness.py for the other KTX_TEST_* settings).
+Against the emulator by default, its pods containers of the real image (`ktx-dagster:test`,
+runtime "docker") when a Docker daemon holds it (always in `make test`), local processes
+otherwise; against a real cluster with KTX_TEST_KUBECONFIG (see k8s_harness.py for the other
+KTX_TEST_* settings). With container pods the instance is on PostgreSQL, as on Minikube: a
+container reaches it over loopback, not through this machine's files.
 """
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +26,18 @@ from dagster import AssetKey, DagsterEventType, DagsterRunStatus
 from assets.hello_world import HELLO_WORLD_FILES
 from assets.logic.greeting import greet_lines
 from assets.samples import write_hello_world_sample
+from k8s_harness import (
+    INSTANCE_YAML,
+    REPO_ROOT,
+    TEST_IMAGE,
+    DagsterK8sHarness,
+    data_sandbox,
+    postgres_instance_yaml,
+    project_harness,
+)
 from ktx_dagster.executors.k8s import sanitize_label_value
-from k8s_harness import TEST_IMAGE, DagsterK8sHarness, data_sandbox, project_harness
 from ktx_dagster.data_dir import data_root
+from ktx_dagster.testing.pytest_plugin import k8s_test_cluster
 
 pytestmark = [pytest.mark.k8s, pytest.mark.timeout(300)]
 
@@ -38,12 +52,37 @@ class Project:
     data_dir: Path  # KTX_DATA_DIR of the launching side; pods see it as /mnt/data
     cache: dict = field(default_factory=dict)  # state shared by this module's tests
 
+    def hand_to_pods(self) -> None:
+        """Inputs written here belong to the step pods' user, as files on a node's data mount
+        belong to its owner (container pods cannot write into a root-owned folder)."""
+        for path in [self.data_dir, *self.data_dir.rglob("*")]:
+            os.chown(path, 10001, 10001)
+
+
+def _pod_runtime() -> str:
+    """Containers of the image when a daemon holds it (required in make test), else processes."""
+    from ktx_dagster.testing import docker_pods
+    from ktx_dagster.testing.containers import docker_client, require_image
+
+    if os.environ.get("KTX_REQUIRE_DOCKER") or (docker_pods.docker_available(docker_client())
+                                                and docker_pods.image_present(TEST_IMAGE, docker_client())):
+        require_image(TEST_IMAGE)
+        return "docker"
+    return "process"
+
 
 @pytest.fixture(scope="module")
-def project(ktx_k8s_cluster_module, tmp_path_factory) -> Iterator[Project]:
-    cluster = ktx_k8s_cluster_module
-    with data_sandbox(cluster) as (data, host_path):
-        with project_harness(cluster, tmp_path_factory.mktemp("dagster_home_project"), data, host_path) as h:
+def project(tmp_path_factory, request) -> Iterator[Project]:
+    runtime, instance_yaml = None, INSTANCE_YAML  # a real cluster: its own PostgreSQL (KTX_TEST_DAGSTER_HOME)
+    if not os.environ.get("KTX_TEST_KUBECONFIG"):
+        runtime = _pod_runtime()
+        if runtime == "docker":
+            pg = request.getfixturevalue("ktx_postgres").create_database(f"ktx_{uuid.uuid4().hex[:10]}")
+            instance_yaml = postgres_instance_yaml(pg)
+    with k8s_test_cluster(tmp_path_factory.mktemp("k8s"), project_dir=REPO_ROOT, runtime=runtime) as cluster, \
+            data_sandbox(cluster) as (data, host_path):
+        with project_harness(cluster, tmp_path_factory.mktemp("dagster_home_project"), data, host_path,
+                             instance_yaml=instance_yaml) as h:
             before = {name: set(h.instance.get_dynamic_partitions(name)) for name in DYNAMIC_PARTITIONS}
             yield Project(h, data)
             # On a real cluster this is your dev instance: drop the partitions only we added
@@ -89,6 +128,7 @@ def test_hello_world_partitions_run_in_their_own_pods(project):
     write_hello_world_sample(root, parts=PARTS)
     raw = root / HELLO_WORLD_FILES.directory
     (raw / "part_bad.txt").write_bytes(b"fine\n\xff\xfe not utf-8\n")
+    project.hand_to_pods()
     HELLO_WORLD_FILES.sync(h.instance, root)
     keys = [f"part_{i}" for i in range(1, PARTS + 1)]
     assert set(keys) | {"part_bad"} <= set(h.instance.get_dynamic_partitions(HELLO_WORLD_FILES.name))
@@ -168,6 +208,7 @@ def _spotify(project: Project):
         assert generate.main(["--slices", "1", "--out", str(raw), "--seed", "7", "--playlists-per-slice",
                               str(SPOTIFY_PLAYLISTS), "--challenge-size", "0", "--quiet"]) == 0
         (slice_file,) = sorted(raw.glob("mpd.slice.*.json"))
+        project.hand_to_pods()
         spotify_assets.PARTS.sync(h.instance, data_root(str(data)))  # the slice, then the part holding it
         slice_key = spotify_assets.SLICE_FILES.key_for(slice_file.name)
         assert slice_key in h.instance.get_dynamic_partitions(spotify_assets.SLICE_FILES.name)
