@@ -1,0 +1,39 @@
+"""A Dagster step over its memory limit, in a container pod of the real image: the cgroup
+OOM killer ends it (exit 137, reason OOMKilled in the pod status), and the run fails."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from dagster import DagsterRunStatus
+
+from k8s_harness import REPO_ROOT, TEST_IMAGE, dagster_harness, postgres_instance_yaml
+from ktx_dagster.testing.containers import require_image
+from ktx_dagster.testing.pytest_plugin import k8s_test_cluster
+
+LOCATION = Path(__file__).with_name("oom_code_location.py")
+pytestmark = [pytest.mark.k8s, pytest.mark.container, pytest.mark.timeout(300)]
+
+
+def test_a_step_over_its_memory_limit_is_oom_killed(tmp_path, ktx_postgres):
+    from dagster._core.workspace.load_target import PythonFileTarget
+
+    require_image(TEST_IMAGE)
+    pg = ktx_postgres.create_database(f"ktx_{uuid.uuid4().hex[:10]}")
+    target = PythonFileTarget(python_file=str(LOCATION), attribute="defs", working_directory=str(REPO_ROOT),
+                              location_name="oom")
+    with k8s_test_cluster(tmp_path / "cluster", project_dir=REPO_ROOT, runtime="docker",
+                          container_mounts=((str(LOCATION), str(LOCATION), True),)) as cluster:
+        with dagster_harness(cluster, tmp_path / "home", instance_yaml=postgres_instance_yaml(pg), target=target,
+                             location_name="oom", extra_env={"KTX_DEPLOYMENT": "minikube"}) as h:
+            run_id = h.materialize("greedy", "only")
+            run = h.wait([run_id], timeout=240)[run_id]
+            assert run.status == DagsterRunStatus.FAILURE
+            (job,) = h.finished_jobs(f"dagster/run-id={run_id}", 1, timeout=120)
+            assert job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] == "64Mi"
+            (pod,) = cluster.pods(label_selector=f"job-name={job['metadata']['name']}")
+            terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+            assert (pod["status"]["phase"], terminated["reason"], terminated["exitCode"]) == ("Failed", "OOMKilled", 137)
+            assert "survived" not in cluster.pod_log(pod["metadata"]["name"])
