@@ -32,6 +32,7 @@ from dagster._core.launcher.base import CheckRunHealthResult, LaunchRunContext, 
 from dagster._serdes import ConfigurableClassData
 
 # --- the Kubernetes executor: dagster-k8s's step handler, our settings --------------------------
+from dagster._core.events import EngineEventData
 from dagster._core.execution.retries import RetryMode
 from dagster._core.execution.step_dependency_config import StepDependencyConfig
 from dagster._core.executor.step_delegating import (
@@ -74,6 +75,7 @@ __all__ = [
     "CheckStepHealthResult",
     "ConfigurableClassData",
     "DagsterImportError",
+    "EngineEventData",
     "K8S_EXECUTOR_CONFIG_SCHEMA",
     "K8sStepHandler",
     "LaunchRunContext",

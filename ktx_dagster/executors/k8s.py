@@ -43,6 +43,7 @@ from dagster_k8s.launcher import K8sRunLauncher
 from ktx_dagster.compat import (
     K8S_EXECUTOR_CONFIG_SCHEMA,
     CheckStepHealthResult,
+    EngineEventData,
     K8sStepHandler,
     RetryMode,
     StepDelegatingExecutor,
@@ -434,24 +435,70 @@ class KtxK8sStepHandler(K8sStepHandler):
             return result
         job_name = self._get_k8s_step_job_name(step_handler_context)
         namespace = cast(str, self._get_container_context(step_handler_context).namespace)
-        return CheckStepHealthResult.unhealthy(
-            reason=f"{result.unhealthy_reason}\n\n{self._pod_failure_details(job_name, namespace)}"
+        pod, details = self._failed_pod(job_name, namespace)
+        oom = oom_diagnosis(pod) if pod is not None else None
+        if oom is None:
+            return CheckStepHealthResult.unhealthy(reason=f"{result.unhealthy_reason}\n\n{details}")
+        # Told plainly, first; and as metadata in the event log, so a failure sensor can
+        # tell an out-of-memory kill from any other failure.
+        step_key = self._get_step_key(step_handler_context)
+        DagsterEvent.engine_event(
+            step_handler_context.get_step_context(step_key), oom["message"],
+            EngineEventData(metadata={f"ktx/{k}": v for k, v in oom.items() if k != "message"}),
         )
+        return CheckStepHealthResult.unhealthy(reason=f"{oom['message']}\n\n{result.unhealthy_reason}\n\n{details}")
 
-    def _pod_failure_details(self, job_name: str, namespace: str) -> str:
-        """Status and log tail of the job's most recent failed pod (best effort)."""
+    def _failed_pod(self, job_name: str, namespace: str) -> tuple[Any, str]:
+        """The job's most recent failed pod and its status and log tail (best effort)."""
         try:
             pods = self._api_client.get_pods_in_job(job_name, namespace)
         except Exception as exc:  # the API may be flaky; the health result must still go out
-            return f"(could not list pods of job {job_name}: {exc})"
+            return None, f"(could not list pods of job {job_name}: {exc})"
         if not pods:
-            return f"(job {job_name} has no pods)"
+            return None, f"(job {job_name} has no pods)"
         failed = [p for p in pods if p.status and p.status.phase == "Failed"] or pods
         pod = sorted(failed, key=lambda p: p.metadata.creation_timestamp or 0)[-1]
         try:
-            return self._api_client.get_pod_debug_info(pod.metadata.name, namespace, pod=pod)
+            return pod, self._api_client.get_pod_debug_info(pod.metadata.name, namespace, pod=pod)
         except Exception as exc:
-            return f"(could not fetch debug info of pod {pod.metadata.name}: {exc})"
+            return pod, f"(could not fetch debug info of pod {pod.metadata.name}: {exc})"
+
+
+def oom_diagnosis(pod: Any) -> dict[str, Any] | None:
+    """What an OOMKilled step pod says, for people and for failure sensors; None otherwise.
+
+    `pod`: a kubernetes V1Pod. The message names the transformation and partition, the
+    memory it asked for and was limited to, and how to give it more.
+    """
+    statuses = (pod.status.container_statuses or []) if pod.status else []
+    for status in statuses:
+        for state in (status.state, status.last_state):
+            terminated = state.terminated if state is not None else None
+            if terminated is None or terminated.reason != "OOMKilled":
+                continue
+            container = next((c for c in pod.spec.containers if c.name == status.name), pod.spec.containers[0])
+            resources = container.resources
+            limit = ((resources.limits or {}) if resources else {}).get("memory")
+            request = ((resources.requests or {}) if resources else {}).get("memory")
+            labels = pod.metadata.labels or {}
+            transformation = labels.get(TRANSFORMATION_LABEL, "this transformation")
+            partition = (pod.metadata.annotations or {}).get(PARTITION_KEY_ANNOTATION)
+            where = f"{transformation}[{partition}]" if partition is not None else transformation
+            message = f"{where} ran out of memory: its container was OOMKilled (exit {terminated.exit_code})"
+            if limit:
+                message += (f" at its memory limit of {limit} (request {request or limit}). Give the transformation "
+                            f"more with @transformation(memory={_doubled(limit)!r})")
+            message += ", or split its work into more, smaller partitions."
+            return {"message": message, "failure_reason": "OOMKilled", "exit_code": int(terminated.exit_code or 137),
+                    "memory_limit": limit or "", "memory_request": request or "", "pod": pod.metadata.name}
+    return None
+
+
+def _doubled(quantity: str) -> str:
+    from ktx_dagster.task_resources import parse_quantity
+
+    mib = int(parse_quantity(quantity, field_name="memory")) * 2 / 2**20
+    return f"{mib / 1024:g}Gi" if mib >= 1024 and mib % 1024 == 0 else f"{int(-(-mib // 1))}Mi"
 
 
 def _add_gpu_toleration(context: K8sContainerContext) -> K8sContainerContext:

@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from dagster import DagsterRunStatus
+from dagster import DagsterEventType, DagsterRunStatus
 
 from k8s_harness import REPO_ROOT, TEST_IMAGE, dagster_harness, postgres_instance_yaml
 from ktx_dagster.testing.containers import require_image
@@ -37,3 +37,12 @@ def test_a_step_over_its_memory_limit_is_oom_killed(tmp_path, ktx_postgres):
             terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
             assert (pod["status"]["phase"], terminated["reason"], terminated["exitCode"]) == ("Failed", "OOMKilled", 137)
             assert "survived" not in cluster.pod_log(pod["metadata"]["name"])
+            # told plainly: what ran out, the limit, and how to raise it; a sensor reads the reason
+            failure = next(e for e in h.events(run_id, DagsterEventType.STEP_FAILURE))
+            message = failure.dagster_event.event_specific_data.error.message
+            assert "greedy[only] ran out of memory: its container was OOMKilled (exit 137)" in message, message
+            assert "memory limit of 64Mi" in message and "@transformation(memory='128Mi')" in message, message
+            (diagnosis,) = [e for e in h.events(run_id, DagsterEventType.ENGINE_EVENT)
+                            if "ktx/failure_reason" in e.dagster_event.engine_event_data.metadata]
+            metadata = diagnosis.dagster_event.engine_event_data.metadata
+            assert metadata["ktx/failure_reason"].value == "OOMKilled" and metadata["ktx/memory_limit"].value == "64Mi"
