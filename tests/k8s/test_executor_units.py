@@ -148,3 +148,34 @@ def test_k8s_executor_is_an_executor_definition():
     ex = k8s_executor("minikube")
     assert isinstance(ex, ExecutorDefinition)
     assert ex.name == "ktx_k8s_minikube"
+
+
+def _pod(reason: str | None, limit: str | None = "1536Mi", request: str | None = "1Gi"):
+    from kubernetes import client as k
+
+    terminated = k.V1ContainerStateTerminated(reason=reason, exit_code=137 if reason == "OOMKilled" else 1)
+    resources = k.V1ResourceRequirements(limits={"memory": limit} if limit else None,
+                                         requests={"memory": request} if request else None)
+    return k.V1Pod(
+        metadata=k.V1ObjectMeta(name="dagster-step-abc-xyz", labels={"ktx/transformation": "cooccurrence"},
+                                annotations={"ktx/partition-key": "total|3"}),
+        spec=k.V1PodSpec(containers=[k.V1Container(name="dagster", resources=resources)]),
+        status=k.V1PodStatus(phase="Failed", container_statuses=[k.V1ContainerStatus(
+            name="dagster", image="i", image_id="", ready=False, restart_count=0,
+            state=k.V1ContainerState(terminated=terminated))]),
+    )
+
+
+def test_oom_diagnosis_says_what_ran_out_and_how_to_raise_it():
+    from ktx_dagster.executors.k8s import oom_diagnosis
+
+    oom = oom_diagnosis(_pod("OOMKilled"))
+    assert oom["message"] == (
+        "cooccurrence[total|3] ran out of memory: its container was OOMKilled (exit 137) at its memory limit of "
+        "1536Mi (request 1Gi). Give the transformation more with @transformation(memory='3Gi'), or split its "
+        "work into more, smaller partitions.")
+    assert {k: oom[k] for k in ("failure_reason", "exit_code", "memory_limit", "memory_request")} == {
+        "failure_reason": "OOMKilled", "exit_code": 137, "memory_limit": "1536Mi", "memory_request": "1Gi"}
+    assert "@transformation(memory='500Mi')" in oom_diagnosis(_pod("OOMKilled", "250Mi", "250Mi"))["message"]
+    assert "memory limit" not in oom_diagnosis(_pod("OOMKilled", None, None))["message"]
+    assert oom_diagnosis(_pod("Error")) is None  # any other failure is not an OOM
