@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -171,9 +173,30 @@ class Explodes:
     """A DataFrame column whose values fail to convert half way through serialization."""
 
 
-def test_failed_write_leaves_nothing_and_keeps_previous_output(root, instance):
-    good = pd.DataFrame({"v": [1, 2, 3]})
-    state = {"value": good}
+def _fail_after_writing(monkeypatch) -> None:
+    """Parquet writes put every byte into the file they were given, then fail: a disk that
+    fills up or a process that dies after the data went out, not before."""
+    import dataclasses
+
+    from ktx_dagster import formats, io_manager
+
+    real = formats.FORMATS_BY_NAME["parquet"]
+
+    def write_then_fail(obj, f):
+        real.write(obj, f)
+        raise OSError("No space left on device (injected after the bytes were written)")
+
+    broken = dataclasses.replace(real, write=write_then_fail)
+    patched = tuple(broken if fmt is real else fmt for fmt in formats.FORMATS)
+    for module in (formats, io_manager):
+        monkeypatch.setattr(module, "FORMATS", patched)
+    monkeypatch.setitem(formats.FORMATS_BY_NAME, "parquet", broken)
+
+
+def _overwrite_fails_mid_write(root, instance, monkeypatch) -> tuple[bytes, bytes, list[str]]:
+    """A good output, then a re-run whose write fails after its bytes went out: (the stored
+    bytes before, after, and the names in the asset's folder)."""
+    state = {"value": pd.DataFrame({"v": [1, 2, 3]})}
 
     @transformation(partitions=["p"])
     def fragile(context) -> pd.DataFrame:
@@ -182,22 +205,56 @@ def test_failed_write_leaves_nothing_and_keeps_previous_output(root, instance):
     assert dg.materialize([fragile], partition_key="p", resources=_resources(root), instance=instance).success
     target = data_root(root) / "fragile" / "p.parquet"
     before = target.read_bytes()
-    # A mixed-type object column: pyarrow fails while writing, after the file was opened.
-    state["value"] = pd.DataFrame({"v": [1, "two", Explodes()]})
-    result = dg.materialize([fragile], partition_key="p", resources=_resources(root), instance=instance, raise_on_error=False)
+    state["value"] = pd.DataFrame({"v": [7, 8, 9, 10]})  # valid data: the write itself fails
+    with monkeypatch.context() as m:
+        _fail_after_writing(m)
+        result = dg.materialize([fragile], partition_key="p", resources=_resources(root), instance=instance,
+                                raise_on_error=False)
     assert not result.success
-    assert target.read_bytes() == before  # the old output is intact
-    assert sorted(p.name for p in target.parent.iterdir()) == ["p.parquet"]  # no temp leftovers
+    return before, target.read_bytes(), sorted(p.name for p in target.parent.iterdir())
 
 
-def test_failed_first_write_leaves_no_file(root, instance):
+def test_failed_write_leaves_nothing_and_keeps_previous_output(root, instance, monkeypatch):
+    before, after, names = _overwrite_fails_mid_write(root, instance, monkeypatch)
+    assert after == before  # the old output is intact
+    assert names == ["p.parquet"]  # no temp leftovers
+
+
+def test_a_non_atomic_writer_would_fail_the_test_above(tmp_path, instance, monkeypatch):
+    """The check above can fail: writing straight to the final path leaves the failed
+    write's bytes where the previous output was."""
+    from ktx_dagster.io_manager import KtxIOManager
+
+    def write_in_place(self, obj, fmt, path):
+        os.makedirs(os.path.dirname(path.path), exist_ok=True)
+        stats = fmt.write(obj, path.path)
+        return {**stats, "bytes": os.path.getsize(path.path)}
+
+    monkeypatch.setattr(KtxIOManager, "_write_atomic", write_in_place)
+    before, after, _ = _overwrite_fails_mid_write(str(tmp_path / "data"), instance, monkeypatch)
+    assert after != before
+
+
+def test_failed_first_write_leaves_no_file(root, instance, monkeypatch):
     @transformation(partitions=["p"])
     def broken(context) -> pd.DataFrame:
-        return pd.DataFrame({"v": [1, "two", Explodes()]})
+        return pd.DataFrame({"v": [1, 2, 3]})
 
+    _fail_after_writing(monkeypatch)
     result = dg.materialize([broken], partition_key="p", resources=_resources(root), instance=instance, raise_on_error=False)
     assert not result.success
     folder = data_root(root) / "broken"
+    assert not folder.exists() or list(folder.iterdir()) == []
+
+
+def test_unconvertible_values_fail_before_anything_is_written(root, instance):
+    @transformation(partitions=["p"])
+    def mixed(context) -> pd.DataFrame:
+        return pd.DataFrame({"v": [1, "two", Explodes()]})
+
+    result = dg.materialize([mixed], partition_key="p", resources=_resources(root), instance=instance, raise_on_error=False)
+    assert not result.success
+    folder = data_root(root) / "mixed"
     assert not folder.exists() or list(folder.iterdir()) == []
 
 
