@@ -51,11 +51,12 @@ dev: venv $(DAGSTER_HOME)/dagster.yaml
 system-deps:
 	bash .ci/system-deps.sh
 
-# checkov lives in its own virtualenv: its pinned dependencies clash with dagster's.
-$(TOOLS_VENV)/.installed:
+# checkov, detect-secrets and kubernetes-validate live in their own virtualenv: their pinned
+# dependencies clash with dagster's.
+$(TOOLS_VENV)/.installed: .ci/tools-requirements.txt
 	$(PYTHON) -m venv $(TOOLS_VENV)
 	$(TOOLS_VENV)/bin/pip install -q --upgrade pip
-	$(TOOLS_VENV)/bin/pip install -q 'checkov>=3.2,<4'
+	$(TOOLS_VENV)/bin/pip install -q -r .ci/tools-requirements.txt
 	touch $@
 
 tools: $(TOOLS_VENV)/.installed
