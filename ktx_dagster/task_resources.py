@@ -22,6 +22,8 @@ _DECIMAL = {"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "k
 
 K8S_CONFIG_TAG = "dagster-k8s/config"
 TRANSFORMATION_TAG = "ktx/transformation"
+MEMORY_GROWTH_TAG = "ktx/memory-growth"  # retry after an OOM kill with memory x this per attempt
+MAX_MEMORY_TAG = "ktx/max-memory"  # ... but never more than this
 
 
 class TaskResourcesError(ValueError):
@@ -79,6 +81,10 @@ class TaskResources:
     gpu: int = 0
     node_selector: Mapping[str, str] = field(default_factory=dict)
     tolerations: Sequence[Mapping[str, Any]] = ()
+    # Retry with more memory (Kubernetes): an attempt after an OOM kill asks for memory (and
+    # its limit) x memory_growth per attempt, at most max_memory (default 8x the request).
+    memory_growth: float | None = None
+    max_memory: str | None = None
     owner: str = ""
 
     def __post_init__(self) -> None:
@@ -98,6 +104,25 @@ class TaskResources:
                 )
         if self.ephemeral_storage is not None:
             parse_quantity(self.ephemeral_storage, field_name="ephemeral_storage", owner=self.owner)
+        if self.memory_growth is not None:
+            if isinstance(self.memory_growth, bool) or not isinstance(self.memory_growth, (int, float)) \
+                    or not 1 < self.memory_growth <= 16:
+                raise TaskResourcesError(
+                    f"transformation {self.owner!r}: memory_growth={self.memory_growth!r} must be a number "
+                    "above 1 and at most 16, e.g. 2.0 (each retry after an OOM kill asks for twice as much)"
+                )
+        if self.max_memory is not None:
+            if self.memory_growth is None:
+                raise TaskResourcesError(
+                    f"transformation {self.owner!r}: max_memory={self.max_memory!r} caps memory_growth, "
+                    "which is not set; give memory_growth=2.0 (for example) or drop max_memory"
+                )
+            cap = parse_quantity(self.max_memory, field_name="max_memory", owner=self.owner)
+            if cap < memory:
+                raise TaskResourcesError(
+                    f"transformation {self.owner!r}: max_memory={self.max_memory!r} is below "
+                    f"memory={self.memory!r}; the cap must be at least the first request"
+                )
         if isinstance(self.gpu, bool) or not isinstance(self.gpu, int) or self.gpu < 0:
             raise TaskResourcesError(
                 f"transformation {self.owner!r}: gpu={self.gpu!r} must be a whole number >= 0"
@@ -149,4 +174,8 @@ class TaskResources:
         return config
 
     def op_tags(self, transformation: str) -> dict[str, Any]:
-        return {K8S_CONFIG_TAG: self.k8s_config(), TRANSFORMATION_TAG: transformation}
+        tags: dict[str, Any] = {K8S_CONFIG_TAG: self.k8s_config(), TRANSFORMATION_TAG: transformation}
+        if self.memory_growth is not None:
+            tags[MEMORY_GROWTH_TAG] = str(float(self.memory_growth))
+            tags[MAX_MEMORY_TAG] = self.max_memory or f"{int(self.memory_bytes * 8 / 2**20)}Mi"
+        return tags

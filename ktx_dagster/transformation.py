@@ -123,6 +123,8 @@ def transformation(
     cpu: str = "500m",
     memory: str = "1Gi",
     memory_limit: str | None = None,
+    memory_growth: float | None = None,
+    max_memory: str | None = None,
     ephemeral_storage: str | None = None,
     gpu: int = 0,
     node_selector: Mapping[str, str] | None = None,
@@ -141,6 +143,7 @@ def transformation(
         asset_name = name or fn.__name__
         task_resources = TaskResources(
             cpu=cpu, memory=memory, memory_limit=memory_limit, ephemeral_storage=ephemeral_storage,
+            memory_growth=memory_growth, max_memory=max_memory,
             gpu=gpu, node_selector=dict(node_selector or {}), tolerations=tuple(tolerations), owner=asset_name,
         )
         if format is not None:

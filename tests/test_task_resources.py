@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -77,3 +78,16 @@ def test_resources_travel_as_op_tags():
     assert tags["ktx/transformation"] == "small"
     # Dagster stores dict tags as JSON; dagster-k8s parses it back into the pod spec.
     assert json.loads(tags["dagster-k8s/config"])["container_config"]["resources"]["requests"] == {"cpu": "200m", "memory": "250Mi"}
+
+
+def test_memory_growth_travels_as_tags_and_is_validated():
+    tags = TaskResources(memory="1Gi", memory_growth=2.0, max_memory="3Gi", owner="t").op_tags("t")
+    assert tags["ktx/memory-growth"] == "2.0" and tags["ktx/max-memory"] == "3Gi"
+    assert TaskResources(memory="256Mi", memory_growth=2, owner="t").op_tags("t")["ktx/max-memory"] == "2048Mi"
+    assert "ktx/memory-growth" not in TaskResources(owner="t").op_tags("t")
+    for kwargs, fragment in (({"memory_growth": 1.0}, "above 1"), ({"memory_growth": True}, "above 1"),
+                             ({"memory_growth": 2.0, "max_memory": "512Mi"}, "below memory='1Gi'"),
+                             ({"max_memory": "2Gi"}, "memory_growth, which is not set"),
+                             ({"memory_growth": 2.0, "max_memory": "2GB"}, "max_memory='2GB' is not a Kubernetes quantity")):
+        with pytest.raises(TaskResourcesError, match=re.escape(fragment)):
+            TaskResources(memory="1Gi", owner="t", **kwargs)

@@ -51,6 +51,7 @@ from ktx_dagster.compat import (
     StepHandlerContext,
     merge_dicts,
 )
+from ktx_dagster.task_resources import MAX_MEMORY_TAG, MEMORY_GROWTH_TAG
 
 __all__ = [
     "K8sSettings",
@@ -362,6 +363,8 @@ class KtxK8sStepHandler(K8sStepHandler):
     def __init__(self, *, settings: K8sSettings, **kwargs: Any):
         self._settings = settings
         self._context_cls = _context_class(settings)
+        # (run, step, attempt) -> the grown memory of a retry after an OOM kill, or None
+        self._grown: dict[tuple[str, str, int], dict[str, Any] | None] = {}
         super().__init__(**kwargs)
         if settings.kube_context and not kwargs.get("load_incluster_config"):
             # Upstream loads the kubeconfig's current-context; honour KTX_KUBE_CONTEXT.
@@ -416,8 +419,39 @@ class KtxK8sStepHandler(K8sStepHandler):
             extra["job_metadata"]["annotations"] = annotations
             extra["pod_template_spec_metadata"]["annotations"] = annotations
         context = context.merge(K8sContainerContext(run_k8s_config=UserDefinedDagsterK8sConfig.from_dict(extra)))
+        context = self._grow_memory_after_oom(step_handler_context, step_key, step_tags, context)
         context = _add_gpu_toleration(context)
         return _as_class(context, self._context_cls)
+
+    def _grow_memory_after_oom(self, step_handler_context: StepHandlerContext, step_key: str,
+                               step_tags: Mapping[str, str], context: K8sContainerContext) -> K8sContainerContext:
+        """A retry of a transformation with memory_growth, after an attempt that was OOMKilled,
+        asks for memory x growth per attempt (request and limit), at most its max_memory."""
+        growth = step_tags.get(MEMORY_GROWTH_TAG)
+        known = step_handler_context.execute_step_args.known_state
+        attempt = known.get_retry_state().get_attempt_count(step_key) if known else 0
+        if not growth or not attempt:
+            return context
+        cache_key = (step_handler_context.execute_step_args.run_id, step_key, attempt)
+        if cache_key not in self._grown:
+            self._grown[cache_key] = None
+            previous = self._job_name(step_handler_context, step_key, attempt - 1)
+            pod, _ = self._failed_pod(previous, cast(str, context.namespace))
+            if pod is not None and oom_diagnosis(pod) is not None:
+                resources = (context.run_k8s_config.container_config or {}).get("resources") or {}
+                self._grown[cache_key] = grown_memory(resources, float(growth), step_tags.get(MAX_MEMORY_TAG), attempt)
+        grown = self._grown[cache_key]
+        if grown is None:
+            return context
+        return context.merge(K8sContainerContext(run_k8s_config=UserDefinedDagsterK8sConfig.from_dict(
+            {"container_config": {"resources": grown["resources"]}})))
+
+    @staticmethod
+    def _job_name(step_handler_context: StepHandlerContext, step_key: str, attempt: int) -> str:
+        from dagster_k8s.job import get_k8s_job_name
+
+        name = "dagster-step-" + get_k8s_job_name(step_handler_context.execute_step_args.run_id, step_key)
+        return name if attempt == 0 else f"{name}-{attempt}"
 
     def launch_step(self, step_handler_context: StepHandlerContext) -> Iterator[DagsterEvent]:
         # Upstream falls back to the code location's image when the executor has none; we
@@ -428,6 +462,17 @@ class KtxK8sStepHandler(K8sStepHandler):
         if not self._executor_image and not launcher_image and not container_image:
             self._executor_image = self._settings.image
         yield from super().launch_step(step_handler_context)
+        step_key = self._get_step_key(step_handler_context)
+        known = step_handler_context.execute_step_args.known_state
+        attempt = known.get_retry_state().get_attempt_count(step_key) if known else 0
+        grown = self._grown.get((step_handler_context.execute_step_args.run_id, step_key, attempt))
+        if grown is not None:
+            yield DagsterEvent.engine_event(
+                step_handler_context.get_step_context(step_key),
+                f"Attempt {attempt + 1} of {step_key} asks for {grown['memory']} of memory (was {grown['was']}): "
+                "the previous attempt was OOMKilled (memory_growth)",
+                EngineEventData(metadata={"ktx/memory": grown["memory"], "ktx/memory_was": grown["was"]}),
+            )
 
     def check_step_health(self, step_handler_context: StepHandlerContext) -> CheckStepHealthResult:
         result = super().check_step_health(step_handler_context)
@@ -462,6 +507,25 @@ class KtxK8sStepHandler(K8sStepHandler):
             return pod, self._api_client.get_pod_debug_info(pod.metadata.name, namespace, pod=pod)
         except Exception as exc:
             return pod, f"(could not fetch debug info of pod {pod.metadata.name}: {exc})"
+
+
+def grown_memory(resources: Mapping[str, Any], growth: float, cap: str | None, attempt: int) -> dict[str, Any]:
+    """Requests and limits with memory x growth**attempt, at most `cap` (Mi, rounded up)."""
+    from ktx_dagster.task_resources import parse_quantity
+
+    requests = dict(resources.get("requests") or {})
+    limits = dict(resources.get("limits") or {})
+    was = limits.get("memory") or requests.get("memory")
+    top = int(parse_quantity(cap, field_name="max_memory")) if cap else None
+    out: dict[str, Any] = {"resources": {}, "was": was}
+    for name, values in (("requests", requests), ("limits", limits)):
+        if "memory" in values:
+            wanted = int(parse_quantity(values["memory"], field_name="memory")) * growth**attempt
+            wanted = min(wanted, top) if top else wanted
+            values = {**values, "memory": f"{int(-(-wanted // 2**20))}Mi"}
+            out["resources"][name] = values
+    out["memory"] = (out["resources"].get("limits") or out["resources"].get("requests") or {}).get("memory")
+    return out
 
 
 def oom_diagnosis(pod: Any) -> dict[str, Any] | None:

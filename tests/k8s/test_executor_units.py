@@ -179,3 +179,14 @@ def test_oom_diagnosis_says_what_ran_out_and_how_to_raise_it():
     assert "@transformation(memory='500Mi')" in oom_diagnosis(_pod("OOMKilled", "250Mi", "250Mi"))["message"]
     assert "memory limit" not in oom_diagnosis(_pod("OOMKilled", None, None))["message"]
     assert oom_diagnosis(_pod("Error")) is None  # any other failure is not an OOM
+
+
+def test_grown_memory_multiplies_per_attempt_and_stops_at_the_cap():
+    from ktx_dagster.executors.k8s import grown_memory
+
+    resources = {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1536Mi"}}
+    once = grown_memory(resources, 2.0, "8Gi", 1)
+    assert once["resources"] == {"requests": {"cpu": "1", "memory": "2048Mi"}, "limits": {"cpu": "1", "memory": "3072Mi"}}
+    assert (once["was"], once["memory"]) == ("1536Mi", "3072Mi")
+    capped = grown_memory(resources, 2.0, "4Gi", 3)  # 8x would be 8Gi / 12Gi
+    assert capped["resources"]["requests"]["memory"] == capped["resources"]["limits"]["memory"] == "4096Mi"
