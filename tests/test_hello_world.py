@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import dagster as dg
-import pytest
 
 from assets.hello_world import HELLO_WORLD_FILES, hello_world
 from assets.logic.greeting import greet_lines

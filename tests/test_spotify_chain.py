@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from ktx_dagster.testing.materialize import materialize_in_process
-from ktx_dagster.data_dir import DataDir, data_root
+from ktx_dagster.data_dir import data_root
 from ktx_dagster.io_manager import data_resources
 from spotify_mpc import assets as spotify
 from spotify_mpc import mpd_io, submission

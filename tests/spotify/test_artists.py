@@ -1,6 +1,5 @@
 """Artist playlists detected from the data: names that are titles about the artist, not phrases."""
 
-import numpy as np
 import pandas as pd
 
 from spotify_mpc.artists import detect_artist_playlists
