@@ -139,4 +139,4 @@ bench: venv
 	$(PY) bench/spotify.py --slices 80
 
 clean:
-	rm -rf $(VENV) $(TOOLS_VENV) .venv-journey .dagster_home data build dist deploy/examples/build *.egg-info .cache
+	rm -rf $(VENV) $(TOOLS_VENV) .dagster_home data build dist deploy/examples/build *.egg-info .cache

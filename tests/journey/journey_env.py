@@ -1,7 +1,7 @@
 """A new user's environment: ktx-dagster installed from a wheel built from this checkout, in
 a virtualenv of its own, and a project made the way a user makes one, outside the repository.
 
-The virtualenv is kept between runs (`.venv-journey/`, rebuilt when pyproject.toml or
+The virtualenv is kept between runs (`~/.cache/ktx-dagster/journey-venv`, rebuilt when pyproject.toml or
 .ci/constraints.txt change); the wheel is rebuilt and reinstalled every run, so the test
 always sees the checkout as it is.
 """
@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-VENV = Path(os.environ.get("KTX_JOURNEY_VENV", REPO / ".venv-journey"))
+# Kept between runs and checkouts (a CI clone is new every time), rebuilt when the
+# dependencies change: the fingerprint below.
+VENV = Path(os.environ.get("KTX_JOURNEY_VENV", Path.home() / ".cache" / "ktx-dagster" / "journey-venv"))
 # Nothing of this checkout reaches the user's processes: no PYTHONPATH, no repo cwd.
 DROP_ENV = ("PYTHONPATH", "VIRTUAL_ENV", "KTX_DATA_DIR", "KTX_DEPLOYMENT", "DAGSTER_HOME", "PYTEST_ADDOPTS")
 
