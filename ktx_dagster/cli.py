@@ -59,9 +59,12 @@ def cmd_sync(args: argparse.Namespace, locations: list[CodeLocation], instance: 
 
 
 def cmd_materialize(args: argparse.Namespace, locations: list[CodeLocation], instance: dg.DagsterInstance) -> int:
+    from ktx_dagster import warm
     from ktx_dagster.deployment import max_concurrent
     from ktx_dagster.launch import materialize
 
+    # One fork server serves the whole call: it resolves every location before the first run.
+    preload = warm.preload_code_locations(locations)
     outcomes = []
     for location in locations:
         if len(locations) > 1:
@@ -69,7 +72,7 @@ def cmd_materialize(args: argparse.Namespace, locations: list[CodeLocation], ins
         sync(location, instance)
         outcomes += materialize(
             args.select, instance, args.max_concurrent or max_concurrent(), only_partitions=args.partition,
-            location=location, missing_only=args.missing,
+            location=location, missing_only=args.missing, preload=preload,
         )
     if not outcomes:
         print(f"nothing selected: no asset matches {' '.join(args.select or [])!r}")

@@ -79,11 +79,9 @@ class WorkerPool:
     """
 
     def __init__(self, size: int, location: CodeLocation, repo_def: dg.RepositoryDefinition,
-                 instance: dg.DagsterInstance):
-        self.size, self.repo_def, self.instance = size, repo_def, instance
+                 instance: dg.DagsterInstance, preload: Sequence[str]):
+        self.size, self.repo_def, self.instance, self.preload = size, repo_def, instance, preload
         self.recon_repo = location.reconstructable()
-        # The code cannot change during one CLI call: the fork server resolves it once.
-        self.preload = warm.preload_code_location(location)
         self.log_dir = os.path.join(instance.root_directory, "ktx-cli-logs")
         os.makedirs(self.log_dir, exist_ok=True)
         self._create_lock = threading.Lock()
@@ -153,12 +151,15 @@ def materialize(
     *,
     location: CodeLocation,
     missing_only: bool = False,
+    preload: Sequence[str] | None = None,
 ) -> list[AssetOutcome]:
     """Run every partition of the selected assets of one code location (default: all),
     upstream first.
 
     missing_only: reuse finished work, running only partitions never materialized (kubeface's
-    "re-use work of crashed jobs"; after a fix, re-runs exactly what failed).
+    "re-use work of crashed jobs"; after a fix, re-runs exactly what failed). preload: what
+    the run processes' fork server imports (default: the libraries and this location; the
+    code cannot change during one CLI call, so it is resolved once).
     """
     repo_def = location.load()
     graph = repo_def.asset_graph
@@ -166,7 +167,8 @@ def materialize(
     order = [key for level in graph.toposorted_asset_keys_by_level for key in sorted(level) if key in wanted]
     outcomes: list[AssetOutcome] = []
     failed_assets: set[dg.AssetKey] = set()
-    pool = WorkerPool(max_concurrent, location, repo_def, instance)
+    pool = WorkerPool(max_concurrent, location, repo_def, instance,
+                      preload if preload is not None else warm.preload_code_locations([location]))
     for key in order:
         name = key.to_user_string()
         outcome = AssetOutcome(asset=name)

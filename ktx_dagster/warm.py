@@ -11,7 +11,7 @@ each run process (about 0.5 s with resolving the definitions), after the run's e
 applied, so an edited module or a changed KTX_* setting takes effect on the next run as it
 would with a fresh interpreter: what the long-lived daemon needs. A caller whose code and
 environment cannot change while it runs (the CLI) preloads the code location as well
-(`preload_code_location`) and saves that too.
+(`preload_code_locations`) and saves that too.
 
 `start_run` is the one way a run gets its process, for the CLI and the WarmRunLauncher alike:
 the run exists in the instance already, and the process executes it as `dagster api
@@ -20,6 +20,7 @@ execute_run` would.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import sys
@@ -102,13 +103,14 @@ def start(
 CODE_LOCATION_ENV = "KTX_WARM_CODE_LOCATION"
 
 
-def preload_code_location(location: CodeLocation, preload: Sequence[str] = PRELOAD) -> tuple[str, ...]:
-    """The preload list that also imports and resolves `location` once, in the fork server.
+def preload_code_locations(locations: Sequence[CodeLocation], preload: Sequence[str] = PRELOAD) -> tuple[str, ...]:
+    """The preload list that also imports and resolves `locations` once, in the fork server.
 
     Only for callers whose code and environment are fixed while they run (the CLI): the
-    server keeps the code as it was when it started.
+    server keeps the code as it was when it started, and it starts once per process, so
+    every location one call will run goes in here, before the first run.
     """
-    os.environ[CODE_LOCATION_ENV] = location.to_json()
+    os.environ[CODE_LOCATION_ENV] = json.dumps([location.to_json() for location in locations])
     return (*preload, "ktx_dagster.warm_definitions")
 
 
