@@ -15,6 +15,7 @@ workspace.yaml of the current folder. The attribute is found as Dagster finds it
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tomllib
@@ -61,6 +62,10 @@ class CodeLocation:
 
     def resolve_attribute(self) -> str:
         """The attribute holding the Definitions: given, or found in the module as Dagster does."""
+        return self._attribute
+
+    @functools.cached_property
+    def _attribute(self) -> str:
         if self.attribute:
             return self.attribute
         try:
@@ -103,7 +108,13 @@ class CodeLocation:
         return ReconstructableRepository.for_file(os.path.abspath(self.file), attribute, self._cwd())
 
     def load(self) -> dg.RepositoryDefinition:
-        """The location's repository (imports the code; Definitions are resolved once per object)."""
+        """The location's repository, imported and resolved once per CodeLocation: the CLI asks
+        for it to check, sync and plan, and a `@dg.definitions` function (what dg projects
+        scaffold) would otherwise build every component again each time."""
+        return self._repository
+
+    @functools.cached_property
+    def _repository(self) -> dg.RepositoryDefinition:
         try:
             return self.reconstructable().get_definition()
         except AttributeError as exc:
