@@ -39,6 +39,12 @@ def oom(tmp_path_factory, ktx_postgres) -> Iterator:
             yield h
 
 
+@pytest.mark.reliability(
+    "pod failure", case="a step pod OOMKilled",
+    injected="a step allocating past its 64Mi limit in a container pod (the real cgroup OOM killer)",
+    seen="the step fails with '<transformation>[<partition>] ran out of memory ... at its memory limit of 64Mi ... "
+         "@transformation(memory=\'128Mi\')'; engine event metadata ktx/failure_reason=OOMKilled, ktx/memory_limit",
+    outcome="only that step fails; a failure sensor can tell OOM from other failures by its metadata")
 def test_a_step_over_its_memory_limit_is_oom_killed(oom):
     h, cluster = oom, oom.cluster
     run_id = h.materialize("greedy", "only")
@@ -61,6 +67,12 @@ def test_a_step_over_its_memory_limit_is_oom_killed(oom):
     assert metadata["ktx/failure_reason"].value == "OOMKilled" and metadata["ktx/memory_limit"].value == "64Mi"
 
 
+@pytest.mark.reliability(
+    "pod failure", case="a retry after an OOM kill asks for more memory",
+    injected="the same step with memory_growth=2.0, max_memory set, and a retry policy",
+    seen="an engine event 'Attempt 2 ... asks for 128Mi of memory (was 64Mi)'; the retry's pod shows the new "
+         "request and limit",
+    outcome="the retry succeeds; the grown memory never passes max_memory")
 def test_a_retry_after_an_oom_kill_asks_for_more_memory(oom):
     """memory_growth: the first attempt is OOMKilled at 64Mi, the retry's pod asks for 640Mi
     (request and limit) and succeeds; the run's log says why it grew."""
