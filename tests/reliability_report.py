@@ -17,11 +17,13 @@ outcome column true, so the report cannot drift from them.
 
     python -m tests.reliability_report          # rewrite docs/reliability.md
     python -m tests.reliability_report --check  # exit 1 if it is out of date
+    python -m tests.reliability_report --json   # the rows, for tests
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -128,8 +130,12 @@ def missing_required(rows: list[dict[str, str]]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if docs/reliability.md is out of date")
+    parser.add_argument("--json", action="store_true", help="print the collected rows and errors as JSON")
     args = parser.parse_args(argv)
     collector = collect()
+    if args.json:
+        print("RELIABILITY-JSON " + json.dumps({"rows": collector.rows, "errors": collector.errors}))
+        return 0
     if collector.errors:
         print("\n".join(collector.errors), file=sys.stderr)
         return 1
