@@ -14,7 +14,7 @@ pieces built in is smaller and easier to reason about.
 
 What it does
 ------------
-* Resources: namespaces, pods (+ ``/status``, ``/log``), configmaps, secrets,
+* Resources: namespaces, pods (+ ``/status``, ``/log``, ``/eviction``), configmaps, secrets,
   serviceaccounts, services, persistentvolumeclaims, events (core/v1); jobs
   (+ ``/status``) (batch/v1); roles and rolebindings (rbac/v1, stored only).
 * Verbs: get, list, watch (chunked stream, ``resourceVersion``, ``timeoutSeconds``),
@@ -31,7 +31,8 @@ What it does
   honours ``parallelism``, ``completions``, ``completionMode: Indexed``
   (``JOB_COMPLETION_INDEX``), ``backoffLimit`` (a failed Pod is replaced by a new
   one until the limit is exceeded), ``activeDeadlineSeconds``, ``suspend`` and
-  ``ttlSecondsAfterFinished``; keeps ``status.active/ready/succeeded/failed``,
+  ``ttlSecondsAfterFinished``, ``podFailurePolicy`` (``onExitCodes``/``onPodConditions``;
+  ``FailJob``, ``Ignore``, ``Count``); keeps ``status.active/ready/succeeded/failed``,
   ``startTime``/``completionTime`` and the ``Complete``/``Failed`` conditions; emits
   events. Deleting a Job orphans its Pods unless ``propagationPolicy`` is
   ``Background``/``Foreground`` (the batch/v1 default, as in a real cluster).
@@ -44,6 +45,11 @@ What it does
   ``containerStatuses[].state.terminated.exitCode``. A Pod that references a missing
   ConfigMap/Secret waits in ``CreateContainerConfigError`` until it appears, like a
   real kubelet.
+* Disruptions: ``POST .../pods/{name}/eviction`` (policy/v1 Eviction, what ``kubectl
+  drain`` sends) and :meth:`KubeEmulator.disrupt` (any reason: ``PreemptionByScheduler``,
+  ``DeletionByTaintManager``, ...) give the pod the ``DisruptionTarget`` condition, SIGTERM
+  then SIGKILL after the grace period, phase ``Failed``; the Job counts it, then the pod
+  object is gone, as on a real cluster.
 * Volumes are mapped to local directories under a per-Pod root: ``hostPath`` via the
   ``host_paths`` mapping (e.g. ``{"/mnt/data": "<repo>/data"}``; unmapped host paths
   get a scratch dir), ``configMap``/``secret`` are materialised as files (``items``
@@ -73,7 +79,8 @@ Limits (plainly)
 * No scheduling, nodes, node selectors, tolerations, affinity or priorities: every
   Pod starts at once on "this machine". ``nodeName`` is ``emulator``.
 * No resource enforcement: cpu/memory/GPU/ephemeral-storage requests and limits are
-  validated and stored, never enforced; there is no OOM kill, no eviction, and a
+  validated and stored, never enforced; there is no OOM kill, no eviction of its own
+  (only the Eviction API and ``disrupt``), and a
   ``nvidia.com/gpu`` request does not give the process a GPU.
 * No images: the ``image`` field is required but ignored; no pulls, no
   ``imagePullPolicy``, no entrypoint. The command runs with *this* Python
@@ -88,8 +95,7 @@ Limits (plainly)
 * No RBAC or authentication: any token is accepted, Roles are stored only.
 * No in-cluster config: pods get ``KUBECONFIG`` pointing at the emulator instead of a
   service-account token (``inject_kubeconfig=True``, the default).
-* No admission webhooks, quotas, LimitRanges, pod failure policies, ``podReplacement
-  Policy``, finalizer controllers or garbage collection beyond Job->Pod deletion.
+* No admission webhooks, quotas, LimitRanges, ``podReplacementPolicy``, finalizer controllers or garbage collection beyond Job->Pod deletion.
 * State lives in memory and is lost when the emulator stops.
 
 Use ``python -m ktx_dagster.testing.k8s_emulator --kubeconfig /tmp/kubeconfig.yaml
@@ -145,7 +151,7 @@ RESOURCES: dict[str, tuple[str, str, bool]] = {
     "roles": ("rbac.authorization.k8s.io/v1", "Role", True),
     "rolebindings": ("rbac.authorization.k8s.io/v1", "RoleBinding", True),
 }
-_SUBRESOURCES = {("pods", "status"), ("pods", "log"), ("jobs", "status"), ("namespaces", "status")}
+_SUBRESOURCES = {("pods", "status"), ("pods", "log"), ("pods", "eviction"), ("jobs", "status"), ("namespaces", "status")}
 _DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _WATCH_HISTORY = 20000
 
@@ -375,6 +381,7 @@ class _PodRuntime:
     started: bool = False
     finished: bool = False
     deleted: bool = False
+    disrupted: bool = False  # evicted or preempted: the kubelet must not start it any more
     cond: threading.Condition = field(default_factory=threading.Condition)
 
 
@@ -435,6 +442,8 @@ class KubeEmulator:
         self._runtimes: dict[tuple[str, str], _PodRuntime] = {}
         # finished pods deleted while their Job lives on: job uid -> phase -> count
         self._gone_pods: dict[str, dict[str, int]] = {}
+        # failed pods that a Job's podFailurePolicy Ignore rule matched: never counted
+        self._ignored_pods: set[str] = set()
         self._work: queue.Queue = queue.Queue()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -600,6 +609,9 @@ class KubeEmulator:
                     f"{where}.restartPolicy: Unsupported value: {pod_spec.get('restartPolicy')!r}: "
                     'supported values: "OnFailure", "Never"'
                 )
+            if (obj.get("spec") or {}).get("podFailurePolicy") and pod_spec.get("restartPolicy") != "Never":
+                errors.append(f"{where}.restartPolicy: Invalid value: only \"Never\" is supported when "
+                              "podFailurePolicy is specified")
         if pod_spec is not None:
             containers = pod_spec.get("containers") or []
             if not containers:
@@ -784,7 +796,8 @@ class KubeEmulator:
             elif plural == "pods":
                 phase = (obj.get("status") or {}).get("phase")
                 for ref in obj["metadata"].get("ownerReferences") or []:
-                    if ref.get("kind") == "Job" and phase in ("Succeeded", "Failed"):
+                    if ref.get("kind") == "Job" and phase in ("Succeeded", "Failed") \
+                            and obj["metadata"].get("uid") not in self._ignored_pods:
                         counts = self._gone_pods.setdefault(ref["uid"], {})
                         counts[phase] = counts.get(phase, 0) + 1
             elif plural == "namespaces":
@@ -800,6 +813,69 @@ class KubeEmulator:
                 if ref.get("kind") == "Job":
                     self._work.put(("job", namespace, ref["name"]))
         return obj
+
+    def disrupt(self, namespace: str, name: str, reason: str = "EvictionByEvictionAPI",
+                message: str = "Eviction API: evicting", grace: float | None = None) -> dict[str, Any]:
+        """What an eviction (node drain, the Eviction API), a preemption or a taint does to a pod.
+
+        As a real control plane and kubelet do: the pod gets the ``DisruptionTarget``
+        condition (``reason``: ``EvictionByEvictionAPI``, ``PreemptionByScheduler``,
+        ``TerminationByKubelet``, ``DeletionByTaintManager``) and a ``deletionTimestamp``;
+        its container gets SIGTERM and, after the grace period (``grace``, else the pod's
+        ``terminationGracePeriodSeconds``, at most ``max_termination_grace``), SIGKILL; the
+        pod ends ``Failed`` (unless its container exited 0 in time), its Job counts it (and
+        applies its ``podFailurePolicy``), then the pod object goes away. Returns the pod as
+        marked; the rest happens in the background.
+        """
+        pod = self.get("pods", namespace, name)
+        if pod is None:
+            raise ApiError(404, f'pods "{name}" not found')
+        if grace is None:
+            grace = float(pod["spec"].get("terminationGracePeriodSeconds", 30))
+        grace = max(0.0, min(float(grace), self.max_termination_grace))
+        rt = self._runtimes.get((namespace, name))
+        if rt is not None:
+            rt.disrupted = True
+
+        def mark(o: dict[str, Any]) -> None:
+            conditions = [c for c in o["status"].get("conditions") or [] if c["type"] != "DisruptionTarget"]
+            o["status"]["conditions"] = [{"type": "DisruptionTarget", "status": "True", "reason": reason,
+                                          "message": message, "lastTransitionTime": _now()}, *conditions]
+            o["metadata"]["deletionTimestamp"] = _now()
+            o["metadata"]["deletionGracePeriodSeconds"] = int(grace)
+
+        marked = self._update_status("pods", namespace, name, mark) or pod
+        threading.Thread(target=self._end_disrupted, args=(namespace, name, rt, grace), daemon=True).start()
+        return copy.deepcopy(marked)
+
+    def _end_disrupted(self, namespace: str, name: str, rt: _PodRuntime | None, grace: float) -> None:
+        if rt is not None:
+            self._kill(rt, grace)
+            with rt.cond:
+                rt.cond.wait_for(lambda: rt.finished, timeout=grace + 30)
+
+        def failed(o: dict[str, Any]) -> None:  # it never ran, or never got to finish
+            if o["status"].get("phase") in ("Succeeded", "Failed"):
+                return
+            o["status"]["phase"] = "Failed"
+            for cs in o["status"].get("containerStatuses") or []:
+                if "terminated" not in cs.get("state", {}):
+                    cs["state"] = {"terminated": {"exitCode": 137, "reason": "Error", "startedAt": _now(),
+                                                  "finishedAt": _now()}}
+                cs["ready"] = False
+
+        self._update_status("pods", namespace, name, failed)
+        pod = self.get("pods", namespace, name)
+        if pod is None:
+            return
+        # The Job controller counts the pod (its finalizer) before the pod object is removed.
+        for ref in pod["metadata"].get("ownerReferences") or []:
+            if ref.get("kind") == "Job":
+                self._reconcile_job(namespace, ref["name"])
+        try:
+            self.delete("pods", namespace, name)
+        except ApiError:
+            pass
 
     def _owned_pods(self, job: Mapping[str, Any]) -> list[dict[str, Any]]:
         uid = job["metadata"]["uid"]
@@ -900,7 +976,15 @@ class KubeEmulator:
             failed = [p for p in pods if p["status"].get("phase") == "Failed"]
             # Pods that were deleted after failing still count (the real controller uses finalizers).
             gone = self._gone_pods.get(job["metadata"]["uid"], {})
-            n_failed = len(failed) + gone.get("Failed", 0)
+            fail_job, ignored = None, 0
+            for p in failed:
+                matched = pod_failure_policy_match(spec.get("podFailurePolicy"), p)
+                if matched is not None and matched[0] == "FailJob" and fail_job is None:
+                    fail_job = matched[1]
+                elif matched is not None and matched[0] == "Ignore":
+                    ignored += 1
+                    self._ignored_pods.add(p["metadata"]["uid"])
+            n_failed = len(failed) - ignored + gone.get("Failed", 0)
             n_succeeded_prev = gone.get("Succeeded", 0)
             completions = spec.get("completions") or 1
             parallelism = spec.get("parallelism", 1)
@@ -938,7 +1022,9 @@ class KubeEmulator:
 
             deadline = spec.get("activeDeadlineSeconds")
             to_create: list[int | None] = []
-            if n_failed > spec.get("backoffLimit", 6):
+            if fail_job is not None:
+                finish("Failed", "PodFailurePolicy", fail_job)
+            elif n_failed > spec.get("backoffLimit", 6):
                 finish("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")
             elif deadline is not None and now - _parse_ts(start_time) > deadline:
                 finish("Failed", "DeadlineExceeded", "Job was active longer than specified deadline")
@@ -1025,7 +1111,7 @@ class KubeEmulator:
             spec = pod["spec"]
             # Resolve volumes and env; wait like a kubelet while config objects are missing.
             while True:
-                if rt.deleted or self._stopping.is_set():
+                if rt.deleted or rt.disrupted or self._stopping.is_set():
                     return
                 try:
                     pod = self.get("pods", ns, name) or pod
@@ -1075,6 +1161,8 @@ class KubeEmulator:
                                            "state": {"running": {"startedAt": _now()}}})
 
                     self._set_pod(rt, running)
+                if rt.disrupted:
+                    return
                 exit_code, reason, t0 = self._exec(rt, argv, env, cwd)
                 if rt.deleted:
                     return
@@ -1097,7 +1185,8 @@ class KubeEmulator:
                 o["status"].setdefault("startTime", start_ts)
                 if init_statuses:
                     o["status"]["initContainerStatuses"] = init_statuses
-                o["status"]["conditions"] = [
+                disruption = [c for c in o["status"].get("conditions") or [] if c["type"] == "DisruptionTarget"]
+                o["status"]["conditions"] = disruption + [
                     {"type": "PodScheduled", "status": "True", "lastTransitionTime": start_ts},
                     {"type": "Initialized", "status": "True" if exit_code == 0 or len(init_statuses) < n_init else "False", "lastTransitionTime": _now()},
                     {"type": "ContainersReady", "status": "False", "reason": "PodCompleted", "lastTransitionTime": _now()},
@@ -1439,6 +1528,34 @@ def _expand(value: str, env: Mapping[str, str]) -> str:
     return re.sub(r"\$?\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)", sub, value)
 
 
+def pod_failure_policy_match(policy: Mapping[str, Any] | None, pod: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(action, message) of the first rule of a Job's ``podFailurePolicy`` a failed pod
+    matches, worded as the real Job controller words its condition; None if none does."""
+    meta = pod["metadata"]
+    where = f"{meta.get('namespace')}/{meta['name']}"
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    for index, rule in enumerate((policy or {}).get("rules") or []):
+        action = rule.get("action", "Count")
+        on_codes = rule.get("onExitCodes")
+        if on_codes:
+            for cs in statuses:
+                if on_codes.get("containerName") not in (None, cs["name"]):
+                    continue
+                code = ((cs.get("state") or {}).get("terminated") or {}).get("exitCode")
+                if code in (None, 0):
+                    continue
+                inside = code in (on_codes.get("values") or [])
+                if inside == (on_codes.get("operator", "In") == "In"):
+                    return action, (f"Container {cs['name']} for pod {where} failed with exit code {code} "
+                                    f"matching {action} rule at index {index}")
+        for wanted in rule.get("onPodConditions") or []:
+            status = wanted.get("status", "True")
+            if any(c.get("type") == wanted.get("type") and c.get("status") == status for c in conditions):
+                return action, f"Pod {where} has condition {wanted['type']} matching {action} rule at index {index}"
+    return None
+
+
 def _parse_ts(ts: str) -> float:
     return _dt.datetime.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=_dt.timezone.utc).timestamp()
 
@@ -1635,6 +1752,13 @@ def _make_handler(emu: KubeEmulator):
                 if obj is None:
                     raise ApiError(404, f'{plural}{"." + gv.split("/")[0] if "/" in gv else ""} "{name}" not found')
                 return self._send_json(200, obj)
+            if method == "POST" and plural == "pods" and sub == "eviction":
+                # policy/v1 Eviction: what `kubectl drain` sends; the grace period may come with it.
+                body = self._body() or {}
+                grace = (body.get("deleteOptions") or {}).get("gracePeriodSeconds")
+                emu.disrupt(ns or "default", name, grace=grace)
+                return self._send_json(201, {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                             "status": "Success", "code": 201})
             if method == "PUT":
                 return self._send_json(200, emu.replace(plural, ns, name, self._body() or {}, sub))
             if method == "PATCH":

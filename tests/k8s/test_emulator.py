@@ -188,3 +188,64 @@ def test_label_selector_parser():
     assert match_label_selector(labels, "a,!c,b notin (3)")
     assert not match_label_selector(labels, "a!=1")
     assert not match_label_selector(labels, "c")
+
+
+DISRUPTION_FAILS_JOB = {"rules": [{"action": "FailJob", "onPodConditions": [{"type": "DisruptionTarget"}]}]}
+
+
+def test_an_evicted_pod_is_a_disruption_target_and_gone(emu, api):
+    """The Eviction API (what `kubectl drain` sends) through the official client: the pod is
+    marked DisruptionTarget at once, gets SIGTERM, ends Failed, its Job fails by its
+    podFailurePolicy (not by backoff) with the real controller's message, and the pod object
+    is removed, as on a real cluster."""
+    core, batch = api
+    script = "trap 'echo got TERM; exit 143' TERM; echo started; sleep 30 & wait"
+    batch.create_namespaced_job("t", _job("drained", script, podFailurePolicy=DISRUPTION_FAILS_JOB))
+    pod = emu.wait_for(lambda: [p for p in emu.pods("t", "job-name=drained")
+                                if "started" in emu.pod_log("t", p["metadata"]["name"])])[0]
+    name = pod["metadata"]["name"]
+    core.create_namespaced_pod_eviction(name, "t", client.V1Eviction(
+        metadata=client.V1ObjectMeta(name=name, namespace="t"),
+        delete_options=client.V1DeleteOptions(grace_period_seconds=1)))
+    marked = core.read_namespaced_pod(name, "t")
+    (condition,) = [c for c in marked.status.conditions if c.type == "DisruptionTarget"]
+    assert (condition.status, condition.reason) == ("True", "EvictionByEvictionAPI")
+    assert marked.metadata.deletion_timestamp is not None
+    job = _wait_job(batch, "drained")
+    (failed,) = [c for c in job.status.conditions if c.type == "Failed"]
+    assert failed.reason == "PodFailurePolicy", failed
+    assert failed.message == f"Pod t/{name} has condition DisruptionTarget matching FailJob rule at index 0"
+    assert job.status.failed == 1
+    emu.wait_for(lambda: not emu.pods("t", "job-name=drained"))
+    # before it went: Failed, the container told to stop (SIGTERM, its trap ran), the condition kept
+    last = [o for _rv, plural, _t, o in emu._history if plural == "pods" and o["metadata"]["name"] == name][-1]
+    assert last["status"]["phase"] == "Failed"
+    assert any(c["type"] == "DisruptionTarget" for c in last["status"]["conditions"])
+    assert last["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 143
+
+
+def test_pod_failure_policy_exit_codes(emu, api):
+    """onExitCodes: FailJob ends the Job at the first matching failure, whatever the backoff
+    limit; Ignore does not count the failure (a new pod is made)."""
+    _core, batch = api
+    fail = {"rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}}]}
+    batch.create_namespaced_job("t", _job("fatal", "exit 42", backoff=3, podFailurePolicy=fail))
+    job = _wait_job(batch, "fatal")
+    (failed,) = [c for c in job.status.conditions if c.type == "Failed"]
+    assert failed.reason == "PodFailurePolicy" and "failed with exit code 42 matching FailJob rule" in failed.message
+    assert job.status.failed == 1
+    ignore = {"rules": [{"action": "Ignore", "onExitCodes": {"operator": "In", "values": [7]}}]}
+    batch.create_namespaced_job("t", _job("ignored", 'test -e "$KTX_DATA_DIR/once" || { touch "$KTX_DATA_DIR/once"; exit 7; }',
+                                          env=[{"name": "KTX_DATA_DIR", "value": "/mnt/data"}], podFailurePolicy=ignore))
+    job = _wait_job(batch, "ignored")
+    assert job.status.succeeded == 1 and not job.status.failed
+    assert len(emu.pods("t", "job-name=ignored")) == 2
+
+
+def test_pod_failure_policy_needs_restart_policy_never(emu, api):
+    _core, batch = api
+    body = _job("onfailure", "true", podFailurePolicy=DISRUPTION_FAILS_JOB)
+    body["spec"]["template"]["spec"]["restartPolicy"] = "OnFailure"
+    with pytest.raises(kubernetes.client.ApiException) as exc:
+        batch.create_namespaced_job("t", body)
+    assert exc.value.status == 422 and "podFailurePolicy" in exc.value.body
