@@ -23,9 +23,19 @@ from ktx_dagster.data_dir import DataDir, data_root
 from ktx_dagster.partitions import partition_sources
 
 
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_CODES = f"""exit status:
+  {EXIT_OK}  every selected partition succeeded (or was already materialized, with --missing)
+  {EXIT_FAILED}  a partition failed, or was skipped because its upstream failed, or nothing matched --select
+  {EXIT_USAGE}  bad arguments, DAGSTER_HOME unset, or a code location that cannot be found or loaded (nothing ran)
+"""
+
+
 def instance_from_env() -> dg.DagsterInstance:
     if not os.environ.get("DAGSTER_HOME"):
-        sys.exit("DAGSTER_HOME is not set: point it at a folder for the runs' records (make sets ./.dagster_home)")
+        print("ktx: DAGSTER_HOME is not set: point it at a folder for the runs' records (make sets ./.dagster_home)",
+              file=sys.stderr)
+        sys.exit(EXIT_USAGE)
     os.makedirs(os.environ["DAGSTER_HOME"], exist_ok=True)
     # deploy/local/dagster.yaml reads the run queue's limit from env (make exports 2); the CLI
     # does not use the queue, so a shell without make must not fail on it.
@@ -55,7 +65,7 @@ def sync(location: CodeLocation, instance: dg.DagsterInstance, log=print) -> dic
 def cmd_sync(args: argparse.Namespace, locations: list[CodeLocation], instance: dg.DagsterInstance) -> int:
     for location in locations:
         sync(location, instance)
-    return 0
+    return EXIT_OK
 
 
 def cmd_materialize(args: argparse.Namespace, locations: list[CodeLocation], instance: dg.DagsterInstance) -> int:
@@ -76,7 +86,7 @@ def cmd_materialize(args: argparse.Namespace, locations: list[CodeLocation], ins
         )
     if not outcomes:
         print(f"nothing selected: no asset matches {' '.join(args.select or [])!r}")
-        return 1
+        return EXIT_FAILED
     print("\nsummary:")
     failed = 0
     for o in outcomes:
@@ -85,11 +95,12 @@ def cmd_materialize(args: argparse.Namespace, locations: list[CodeLocation], ins
         failed += len(o.failed) + o.skipped
     if failed:
         print("After a fix, re-run what failed or never ran: ktx materialize --missing")
-    return 1 if failed else 0
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ktx", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="ktx", description=__doc__, epilog=EXIT_CODES,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     where = argparse.ArgumentParser(add_help=False)
     group = where.add_argument_group("code location (default: ./pyproject.toml, else ./workspace.yaml)")
     group.add_argument("-m", "--module-name", dest="module", help="module holding the Definitions")
@@ -98,7 +109,8 @@ def parser() -> argparse.ArgumentParser:
     group.add_argument("-w", "--workspace", help="a workspace.yaml: every code location in it")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("sync", parents=[where], help="register partitions for the input files present now")
-    m = sub.add_parser("materialize", parents=[where], help="every partition of the selected assets, one run each")
+    m = sub.add_parser("materialize", parents=[where], help="every partition of the selected assets, one run each",
+                       epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     m.add_argument("--select", nargs="*", default=None, help="asset selection (default: all), e.g. group:spotify_mpc")
     m.add_argument("--partition", nargs="*", default=None, help="only these partition keys")
     m.add_argument("--missing", action="store_true",
@@ -115,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             location.load()  # a broken location fails here, with its name, before any run
     except CodeLocationError as exc:
         print(f"ktx: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     instance = instance_from_env()
     commands = {"sync": cmd_sync, "materialize": cmd_materialize}
     return commands[args.command](args, locations, instance)

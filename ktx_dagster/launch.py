@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -51,6 +52,18 @@ def first_error(instance: dg.DagsterInstance, run_id: str) -> str:
                 cause = cause.cause
             return cause.message.strip().splitlines()[0][:300]
     return "failed (see the run's logs in the UI)"
+
+
+def describe_death(pid: int | None, exitcode: int | None) -> str:
+    """Why a run process ended without ending its run, in the user's terms."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        cause = " (the OOM killer or kill -9)" if -exitcode == signal.SIGKILL else ""
+        return f"run process {pid} was killed by {name}{cause} before the run ended (exit {exitcode})"
+    return f"run process {pid} exited with {exitcode} before the run ended (a crash in the process)"
 
 
 def create_partition_run(recon_repo, repo_def: dg.RepositoryDefinition, asset: str, partition: str | None,
@@ -98,8 +111,9 @@ class WorkerPool:
         run = self.instance.get_run_by_id(run_id)
         if run is not None and not run.is_finished:
             # The process died before the run could end itself (OOM kill, crash): say so.
-            self.instance.report_run_failed(run, f"run process died (exit {proc.exitcode})")
-            return {"success": False, "run_id": run_id, "error": f"run process died (exit {proc.exitcode})", "log": log}
+            error = describe_death(proc.pid, proc.exitcode)
+            self.instance.report_run_failed(run, error)
+            return {"success": False, "run_id": run_id, "error": error, "log": log}
         success = run is not None and run.status == dg.DagsterRunStatus.SUCCESS
         return {"success": success, "run_id": run_id,
                 "error": None if success else first_error(self.instance, run_id), "log": log}
@@ -133,7 +147,12 @@ def selected_keys(graph, selection: Sequence[str] | None) -> set[dg.AssetKey]:
     keys another code location holds are not an error here (a workspace has several)."""
     if not selection:
         return set(graph.materializable_asset_keys)
-    return set(dg.AssetSelection.from_string(" or ".join(selection)).resolve(graph, allow_missing=True))
+    # One selection per argument, united: Dagster's parser takes "a or b" only in its
+    # key:/group: syntax, so plain names joined with "or" would not parse.
+    keys: set[dg.AssetKey] = set()
+    for clause in selection:
+        keys |= dg.AssetSelection.from_string(clause).resolve(graph, allow_missing=True)
+    return keys
 
 
 def _materialized(instance: dg.DagsterInstance, key: dg.AssetKey, keys: Sequence[str | None]) -> set[str | None]:

@@ -115,6 +115,11 @@ def test_an_import_error_inside_the_module_is_the_users_own(project):
     assert "no_such_dependency" in str(info.value)
 
 
+@pytest.mark.reliability(
+    "bad input", case="a code location module that does not exist",
+    injected="`ktx sync -m no_such_pkg.definitions`",
+    seen="'ktx: code location module 'no_such_pkg.definitions' does not exist ...' on stderr, no traceback; exit 2",
+    outcome="nothing runs and nothing is written; the message says how to name the location")
 def test_cli_exit_code_and_message_for_a_missing_module(tmp_path):
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home")}
     proc = subprocess.run([sys.executable, "-m", "ktx_dagster", "sync", "-m", "no_such_pkg.definitions"],
