@@ -78,3 +78,28 @@ def test_unknown_mode_is_a_clear_error_when_the_code_loads(monkeypatch):
     monkeypatch.setenv("KTX_LOCAL_EXECUTOR", "threads")
     with pytest.raises(ValueError, match="KTX_LOCAL_EXECUTOR='threads' is not one of auto, multiprocess, in_process"):
         executor_for("local")
+
+
+def test_a_local_retry_reruns_the_failed_step_and_succeeds(tmp_path):
+    """`@transformation(retries=1)` locally: the first attempt raises, the executor retries the
+    step in the same run, and the run succeeds (`ktx materialize`, a real run process)."""
+    import os
+    import subprocess
+    import sys
+
+    from dagster._core.instance.ref import InstanceRef
+
+    env = {**os.environ, "KTX_DATA_DIR": str(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path / "home"),
+           "KTX_DEPLOYMENT": "local"}
+    env.pop("KTX_LOCAL_EXECUTOR", None)
+    proc = subprocess.run([sys.executable, "-m", "ktx_dagster", "materialize", "-f", str(REPO / "tests" / "fixtures" / "fault_defs.py"),
+                           "--select", "flaky"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (tmp_path / "data" / "flaky" / "only.txt").read_text() == "succeeded on attempt 2"
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path / "home"))) as instance:
+        (run,) = instance.get_runs()
+        assert run.status == dg.DagsterRunStatus.SUCCESS
+        events = [e.dagster_event.event_type for e in instance.all_logs(run.run_id) if e.dagster_event]
+    assert events.count(dg.DagsterEventType.STEP_UP_FOR_RETRY) == 1
+    assert events.count(dg.DagsterEventType.STEP_RESTARTED) == 1
+    assert events.count(dg.DagsterEventType.STEP_SUCCESS) == 1
