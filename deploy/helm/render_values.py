@@ -37,6 +37,14 @@ def outputs_from(text: str) -> dict[str, Any]:
     return values
 
 
+def bucket_of(data_dir: str) -> str:
+    """`s3://bucket/prefix` -> `bucket` (the data_dir output names the data bucket)."""
+    match = re.fullmatch(r"s3://([^/]+)(/.*)?", data_dir)
+    if not match:
+        raise SystemExit(f"terraform output data_dir={data_dir!r} is not s3://bucket/prefix: check terraform/outputs.tf")
+    return match.group(1)
+
+
 def _set_env(env: list[dict[str, Any]], name: str, value: str) -> None:
     for item in env:
         if item["name"] == name:
@@ -50,6 +58,9 @@ def render(template: dict[str, Any], outputs: dict[str, Any], tag: str) -> dict[
     repository = outputs["ecr_repository_url"]
     values["serviceAccount"]["annotations"]["eks.amazonaws.com/role-arn"] = outputs["pod_role_arn"]
     values["postgresql"]["postgresqlHost"] = outputs["dagster_db_host"]
+    s3_logs = values["computeLogManager"]["config"]["s3ComputeLogManager"]
+    s3_logs["bucket"] = bucket_of(outputs["data_dir"])  # step logs: the data bucket, own prefix
+    s3_logs["region"] = outputs["region"]
     for deployment in values["dagster-user-deployments"]["deployments"]:
         deployment["image"]["repository"] = repository
         deployment["image"]["tag"] = tag

@@ -108,6 +108,7 @@ def test_laptop_and_step_pods_share_one_postgres_instance(cluster, ktx_postgres,
             **project_env(cluster, data, host_path),
             **pg.dagster_env(),
             "DAGSTER_HOME": str(home),
+            "KTX_COMPUTE_LOGS_DIR": str(data / ".dagster" / "compute_logs"),  # up.sh's env file
             "KTX_STEP_HEALTH_CHECK_SECONDS": "2",
             "DAGSTER_STEP_DELEGATING_EXECUTOR_SLEEP_SECONDS": "0.2",
             "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p),

@@ -41,6 +41,11 @@ def test_every_placeholder_is_filled_field_by_field(tmp_path):
     assert "never-in-values" not in text  # the password goes to a Secret only
     assert values["serviceAccount"]["annotations"]["eks.amazonaws.com/role-arn"] == "arn:aws:iam::123:role/ktx-dagster-pods"
     assert values["postgresql"]["postgresqlHost"] == "ktx-dagster.abc.eu-west-1.rds.amazonaws.com"
+    # step logs (tests/k8s/test_step_logs.py runs them through S3): the data bucket, own prefix
+    logs = values["computeLogManager"]
+    assert logs["type"] == "S3ComputeLogManager"
+    assert logs["config"]["s3ComputeLogManager"] == {**logs["config"]["s3ComputeLogManager"], "bucket": "ktx-data-123",
+                                                     "region": "eu-west-1", "prefix": "dagster-compute-logs"}
     for deployment in values["dagster-user-deployments"]["deployments"]:
         assert deployment["image"] == {**deployment["image"], "repository": OUTPUTS["ecr_repository_url"]["value"],
                                        "tag": "abc1234"}
@@ -63,3 +68,8 @@ def test_missing_outputs_are_named(tmp_path):
 def test_the_step_service_account_may_assume_the_pod_role():
     variables = (REPO / "terraform" / "variables.tf").read_text()
     assert '"ktx-step"' in variables.split('variable "dagster_service_accounts"', 1)[1].split("}", 1)[0]
+
+
+def test_a_data_dir_that_is_not_s3_is_named(tmp_path):
+    proc = _render(tmp_path, {**OUTPUTS, "data_dir": {"value": "/mnt/data", "type": "string", "sensitive": False}})
+    assert proc.returncode != 0 and "data_dir='/mnt/data' is not s3://bucket/prefix" in proc.stderr
