@@ -30,7 +30,9 @@ _INVALID_KEY_CHARS = re.compile(r"[\x00-\x1f,\[\]|]")
 
 def natural_key(key: str) -> list:
     """Sort 'part_2' before 'part_10' and '1000-1999' after '0-999'."""
-    return [int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", key)]
+    # Odd tokens are the digit runs: comparing int with int and str with str, never int with str
+    # (str.isdigit() would also take '²', which int() refuses).
+    return [int(tok) if i % 2 else tok for i, tok in enumerate(re.split(r"(\d+)", key))]
 
 
 def natural_sorted(keys) -> list[str]:
@@ -43,12 +45,14 @@ class FilePartitions:
 
     key="stem" names a partition by the file name without its extension (part_1.txt -> part_1);
     key="match" by the text the `*` in the pattern matched (mpd.slice.0-999.json -> 0-999).
+    inputs_hint: how to write the inputs (e.g. a command), told when no file matches.
     """
 
     name: str
     directory: str
     pattern: str
     key: Literal["stem", "match"] = "stem"
+    inputs_hint: str = ""
 
     def __post_init__(self) -> None:
         if self.pattern.count("*") != 1 or "/" in self.pattern:
@@ -99,9 +103,26 @@ class FilePartitions:
             keys.append(key)
         return natural_sorted(keys)
 
+    def no_inputs_message(self, root: UPath) -> str:
+        """What a user who forgot to write the inputs is told: the folder and pattern searched,
+        what the folder holds instead, and how to fix it."""
+        folder = root / self.directory
+        try:
+            others = sorted(p.name for p in folder.iterdir())
+        except FileNotFoundError:
+            found = "the folder does not exist"
+        else:
+            found = (f"the folder holds {len(others)} other file(s): {', '.join(others[:3])}"
+                     + (", ..." if len(others) > 3 else "")) if others else "the folder is empty"
+        how = self.inputs_hint or f"write the input files there, named like {self.pattern!r}"
+        return (f"no input files for partitions {self.name!r}: nothing matches {self.pattern!r} in {folder} "
+                f"({found}). Fix: {how}, or point the data dir (data_dir: / KTX_DATA_DIR) at the root that "
+                "holds them; then run again")
+
     def to_metadata(self) -> dict[str, str]:
         """How an asset records its partitions' source (`ktx/partitions` metadata)."""
-        return {"kind": "files", "name": self.name, "directory": self.directory, "pattern": self.pattern, "key": self.key}
+        return {"kind": "files", "name": self.name, "directory": self.directory, "pattern": self.pattern, "key": self.key,
+                **({"inputs_hint": self.inputs_hint} if self.inputs_hint else {})}
 
     def sync(self, instance: dg.DagsterInstance, root: UPath) -> list[str]:
         """Register keys of new files as partitions; returns the new keys. Never deletes."""
@@ -196,6 +217,9 @@ class ChunkedPartitions:
     def to_metadata(self) -> dict[str, Any]:
         return {"kind": "chunks", "name": self.name, "size": self.size, "upstream": self.upstream.to_metadata()}
 
+    def no_inputs_message(self, root: UPath) -> str:
+        return self.upstream.no_inputs_message(root)
+
     def keys_for(self, upstream_keys: Sequence[str]) -> list[str]:
         return [str(i) for i in range(math.ceil(len(upstream_keys) / self.size))]
 
@@ -226,7 +250,8 @@ def source_from_metadata(data: Any) -> PartitionSource:
     """The FilePartitions / ChunkedPartitions an asset's `ktx/partitions` metadata describes."""
     data = getattr(data, "value", data)  # a JsonMetadataValue once Dagster normalized it
     if data.get("kind") == "files":
-        return FilePartitions(name=data["name"], directory=data["directory"], pattern=data["pattern"], key=data["key"])
+        return FilePartitions(name=data["name"], directory=data["directory"], pattern=data["pattern"], key=data["key"],
+                              inputs_hint=data.get("inputs_hint", ""))
     if data.get("kind") == "chunks":
         return ChunkedPartitions(name=data["name"], upstream=source_from_metadata(data["upstream"]), size=int(data["size"]))
     raise ValueError(f"{SOURCE_METADATA_KEY} metadata {data!r}: kind must be 'files' or 'chunks'")

@@ -37,7 +37,11 @@ RAW_DIR = "spotify_mpc/raw"
 CHALLENGE_FILE = "challenge_set.json"
 GROUP = "spotify_mpc"
 
-SLICE_FILES = FilePartitions(name="mpd_slice_files", directory=RAW_DIR, pattern="mpd.slice.*.json", key="match")
+SLICE_FILES = FilePartitions(
+    name="mpd_slice_files", directory=RAW_DIR, pattern="mpd.slice.*.json", key="match",
+    inputs_hint=f"copy the MPD's data/mpd.slice.*.json files into <data dir>/{RAW_DIR}, or write a synthetic "
+                "contest there with python -m spotify_mpc.samples write",
+)
 PARTS = ChunkedPartitions(name="mpd_parts", upstream=SLICE_FILES, size=SIZE.slices_per_part)
 KIND_PARTITIONS = dg.StaticPartitionsDefinition(list(KINDS))
 PART_X_KIND = dg.MultiPartitionsDefinition({"part": PARTS.definition, "kind": KIND_PARTITIONS})

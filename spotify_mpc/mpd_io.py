@@ -27,6 +27,11 @@ TRACK_FIELDS = ("pos", "track_uri", "artist_uri", "album_uri", "track_name", "ar
 _STR_TRACK_FIELDS = TRACK_FIELDS[1:7]
 _URI_PREFIX = {"track_uri": "spotify:track:", "artist_uri": "spotify:artist:", "album_uri": "spotify:album:"}
 SLICE_NAME = re.compile(r"^mpd\.slice\.(\d+)-(\d+)\.json$")
+INT64 = (-2**63, 2**63)  # integers are stored as int64: larger ones are not MPD values
+_POS_MAX = 2**15 - 1  # pos is stored as int16 (MPD playlists hold at most 250 tracks)
+# An escaped UTF-16 surrogate ("\\ud83c"): valid JSON, but alone (without its other half) no
+# Unicode text, so no Parquet file could store it.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 # Playlist fields of a slice: (name, required, type). Types as in the MPD's documentation.
 SLICE_PLAYLIST_FIELDS = (("pid", True, int), ("name", False, str), ("modified_at", True, int),
@@ -57,16 +62,57 @@ def _load(source: Source, name: str | None) -> tuple[Any, str]:
         except OSError as exc:
             raise MpdFormatError(label, "file", f"cannot be read ({exc.strerror})",
                                  "pass an existing MPD JSON file or its bytes") from exc
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise MpdFormatError(label, f"byte {exc.start} (line {line})",
+                             f"byte 0x{raw[exc.start]:02x} is not UTF-8",
+                             "MPD files are UTF-8: copy the file again from the MPD archive, or re-encode it "
+                             "as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from exc
     gc_was_enabled = gc.isenabled()
     gc.disable()  # json.loads makes millions of small objects; collections would rescan them all
     try:
-        return json.loads(raw), label
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MpdFormatError(label, "whole file", f"is not valid JSON ({exc})",
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        at = f"line {exc.lineno}, column {exc.colno} (character {exc.pos})"
+        if not text[exc.pos:].strip():
+            raise MpdFormatError(label, at, f"the JSON ends before it is complete ({exc.msg}): the file is truncated",
+                                 "copy the whole file again (a slice ends with '}' closing its top-level object)") from exc
+        raise MpdFormatError(label, at, f"is not valid JSON: {exc.msg}",
+                             "use the unmodified MPD file (UTF-8 JSON)") from exc
+    except (ValueError, RecursionError) as exc:  # an integer of > 4300 digits, absurd nesting
+        raise MpdFormatError(label, "whole file", f"cannot be parsed as JSON ({exc})",
                              "use the unmodified MPD file (UTF-8 JSON)") from exc
     finally:
         if gc_was_enabled:
             gc.enable()
+    bad = _lone_surrogate(text)
+    if bad is not None:
+        line = text.count("\n", 0, bad) + 1
+        raise MpdFormatError(label, f"line {line}, character {bad}", f"{text[bad:bad + 6]} is half of a UTF-16 pair",
+                             "escape the whole character (both halves) or write it as UTF-8")
+    return doc, label
+
+
+def _lone_surrogate(text: str) -> int | None:
+    """Position of the first escaped surrogate without its other half, if any."""
+    pending = None  # (start, end) of a high half waiting for its low half right after it
+    for m in _SURROGATE_ESCAPE.finditer(text):
+        start = before = m.start()
+        while before and text[before - 1] == "\\":
+            before -= 1
+        if (start - before) % 2:  # "\\\\ud83c" is an escaped backslash, then plain text
+            continue
+        if text[start + 3] in "cdefCDEF":  # a low half: fine only right after a high one
+            if pending is None or pending[1] != start:
+                return pending[0] if pending else start
+            pending = None
+        else:
+            if pending is not None:
+                return pending[0]
+            pending = (start, m.end())
+    return pending[0] if pending else None
 
 
 def _playlists_of(doc: Any, label: str) -> list[dict]:
@@ -92,7 +138,8 @@ def _check_playlist_fields(pls: list[dict], label: str, fields) -> None:
                                          f"add '{field}' ({typ.__name__}) to every playlist")
                 continue
             value = pl[field]
-            ok = isinstance(value, typ) and not (typ is int and isinstance(value, bool))
+            ok = isinstance(value, typ) and not (typ is int and (isinstance(value, bool)
+                                                                 or not INT64[0] <= value < INT64[1]))
             if field == "collaborative":  # "true"/"false" in the MPD; tolerate real booleans
                 ok = value in ("true", "false", True, False)
             if not ok:
@@ -117,9 +164,10 @@ def _locate_track_error(pls: list[dict], label: str) -> None:
                                          f"every track needs {', '.join(TRACK_FIELDS)}")
                 value = t[field]
                 if field in ("pos", "duration_ms"):
-                    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                    top = _POS_MAX if field == "pos" else INT64[1] - 1
+                    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= top:
                         raise MpdFormatError(label, where, f"field '{field}' is {value!r}",
-                                             f"'{field}' must be a non-negative integer")
+                                             f"'{field}' must be an integer from 0 to {top}")
                 elif not isinstance(value, str):
                     raise MpdFormatError(label, where, f"field '{field}' is {value!r}", f"'{field}' must be a string")
                 elif field in _URI_PREFIX and not value.startswith(_URI_PREFIX[field]):
@@ -136,7 +184,7 @@ def _track_columns(pls: list[dict], label: str) -> tuple[dict[str, np.ndarray], 
         out: dict[str, np.ndarray] = {}
         for f in ("pos", "duration_ms"):
             arr = np.asarray(cols[f])
-            if len(arr) and (arr.dtype.kind not in "iu" or arr.min() < 0):
+            if len(arr) and (arr.dtype.kind not in "iu" or arr.min() < 0 or (f == "pos" and arr.max() > _POS_MAX)):
                 raise TypeError(f)
             out[f] = arr.astype(np.int64)
         for f in _STR_TRACK_FIELDS:
@@ -174,9 +222,7 @@ def read_slice(source: Source, name: str | None = None) -> pd.DataFrame:
                                  f"num_tracks is {pl['num_tracks']} but 'tracks' has {counts[i]} entries",
                                  "num_tracks must equal the length of 'tracks' in a slice file")
     pids = np.array([p["pid"] for p in pls], dtype=np.int64)
-    if len(np.unique(pids)) != len(pids):
-        dup = pids[np.flatnonzero(np.bincount(np.unique(pids, return_inverse=True)[1]) > 1)[0]]
-        raise MpdFormatError(label, "playlists", f"pid {dup} appears more than once", "pids must be unique")
+    _check_unique_pids(pids, label, "each playlist of a slice has a pid of its own; drop or renumber the copy")
     _check_info(doc, pids, label)
 
     def per_pl(field: str, default: Any = None) -> list:
@@ -202,19 +248,36 @@ def read_slice(source: Source, name: str | None = None) -> pd.DataFrame:
     return df
 
 
+def _check_unique_pids(pids: np.ndarray, label: str, fix: str) -> None:
+    if len(np.unique(pids)) != len(pids):
+        dup = pids[np.flatnonzero(np.bincount(np.unique(pids, return_inverse=True)[1]) > 1)[0]]
+        first, second = np.flatnonzero(pids == dup)[:2]
+        raise MpdFormatError(label, f"playlists #{first} and #{second}", f"both have pid {dup}", fix)
+
+
 def _check_info(doc: dict, pids: np.ndarray, label: str) -> None:
     info = doc.get("info")
     if info is None:
         raise MpdFormatError(label, "top level", "has no 'info' object",
                              "a slice file starts with \"info\": {\"slice\": \"<first>-<last>\", ...}")
     rng = info.get("slice") if isinstance(info, dict) else None
-    m = re.fullmatch(r"(\d+)-(\d+)", rng or "")
+    m = re.fullmatch(r"(\d+)-(\d+)", rng if isinstance(rng, str) else "")
     if not m:
         raise MpdFormatError(label, "info.slice", f"is {rng!r}", "use the form '<first pid>-<last pid>', e.g. '0-999'")
     lo, hi = int(m.group(1)), int(m.group(2))
     if len(pids) and (pids.min() < lo or pids.max() > hi):
         raise MpdFormatError(label, "info.slice", f"says {rng} but pids span {pids.min()}-{pids.max()}",
                              "keep each slice's pids inside its declared range")
+    named = SLICE_NAME.match(Path(label).name)
+    if named and (int(named.group(1)), int(named.group(2))) != (lo, hi):
+        raise MpdFormatError(label, "file name", f"says pids {named.group(1)}-{named.group(2)} but info.slice "
+                             f"says {rng} (pids {pids.min() if len(pids) else '-'}-{pids.max() if len(pids) else '-'})",
+                             f"rename the file to mpd.slice.{rng}.json, or put slice {named.group(1)}-{named.group(2)} in it")
+
+
+def slice_file_name(key: str) -> str:
+    """'0-999' -> 'mpd.slice.0-999.json', the MPD's name of the slice with that partition key."""
+    return f"mpd.slice.{key}.json"
 
 
 @dataclass(frozen=True)
@@ -227,7 +290,7 @@ class ChallengeSet:
 
 def read_challenge_set(source: Source, name: str | None = None) -> ChallengeSet:
     """The official `challenge_set.json` format (10 categories; seeds keep their original pos)."""
-    from spotify_mpc.challenge import category_of  # local: challenge imports pandas-heavy logic
+    from spotify_mpc.challenge import CATEGORIES, CATEGORY_NAMES, category_of  # local: challenge imports pandas-heavy logic
 
     doc, label = _load(source, name)
     pls = _playlists_of(doc, label)
@@ -242,8 +305,7 @@ def read_challenge_set(source: Source, name: str | None = None) -> ChallengeSet:
             raise MpdFormatError(label, _where(pl, i), "num_samples + num_holdouts != num_tracks",
                                  "num_tracks is the full length: seeds plus hidden tracks")
     pids = np.array([p["pid"] for p in pls], dtype=np.int64)
-    if len(np.unique(pids)) != len(pids):
-        raise MpdFormatError(label, "playlists", "a pid appears more than once", "challenge pids must be unique")
+    _check_unique_pids(pids, label, "challenge pids must be unique; drop the repeated playlist")
     seeds = pd.DataFrame({"pid": np.repeat(pids, counts), "pos": cols["pos"].astype(np.int16),
                           **{f: cols[f] for f in _STR_TRACK_FIELDS}, "duration_ms": cols["duration_ms"]})
     starts = np.concatenate([[0], np.cumsum(counts)])
@@ -258,6 +320,16 @@ def read_challenge_set(source: Source, name: str | None = None) -> ChallengeSet:
     })
     playlists["category"] = [category_of(isinstance(n, str), int(k), not c)
                              for n, k, c in zip(playlists["name"], counts, contiguous)]
+    unknown = np.flatnonzero(playlists["category"].to_numpy() < 0)
+    if len(unknown):
+        i = int(unknown[0])
+        has_name, k, random = isinstance(playlists["name"][i], str), int(counts[i]), not contiguous[i]
+        raise MpdFormatError(label, _where(pls[i], i),
+                             f"is in no challenge category: {'a title' if has_name else 'no title'}, {k} "
+                             f"{'random' if random else 'first'} seed track(s)",
+                             "each playlist must be one of the 10 categories: "
+                             + "; ".join(f"{name} ({'title, ' if t else 'no title, '}{n} {'random' if r else 'first'} seeds)"
+                                         for name, (t, n, r) in zip(CATEGORY_NAMES, CATEGORIES)))
     return ChallengeSet(playlists, seeds)
 
 

@@ -133,7 +133,28 @@ def mpd_slices(raw: bytes, file_name: str) -> pd.DataFrame:
 
 
 def playlists(slices: Mapping[str, Loader]) -> pd.DataFrame:
-    return standardize.part_playlists(_loaded(slices))
+    return standardize.part_playlists(_unique_pids_across(slices))
+
+
+def _unique_pids_across(slices: Mapping[str, Loader]) -> Iterator[pd.DataFrame]:
+    """The part's slices, one at a time; a pid already seen in another slice of the part raises,
+    naming both slice files and the pid (each slice alone is valid, so only here do they meet)."""
+    seen_pids = np.zeros(0, dtype=np.int64)
+    seen_in: list[tuple[str, np.ndarray]] = []
+    for key, frame in zip(slices, _loaded(slices)):
+        pids = np.unique(frame["pid"].to_numpy(np.int64))
+        repeated = pids[np.isin(pids, seen_pids)]
+        if len(repeated):
+            pid = int(repeated[0])
+            other = next(k for k, p in seen_in if pid in p)
+            raise mpd_io.MpdFormatError(
+                f"{mpd_io.slice_file_name(other)} and {mpd_io.slice_file_name(key)}", f"pid {pid}",
+                f"is in both slices ({len(repeated)} pid(s) repeated)",
+                "a pid belongs to exactly one slice: drop the repeated playlists from one file "
+                "(or remove a copied slice), then re-run this part")
+        seen_pids = np.concatenate([seen_pids, pids])
+        seen_in.append((key, pids))
+        yield frame
 
 
 def part_tracks(slices: Mapping[str, Loader]) -> pd.DataFrame:

@@ -29,7 +29,7 @@ def test_rank_and_fill():
         assert len(set(row)) == 5
 
 
-def _challenge(n_seeds=(0, 2)):
+def _challenge(n_seeds=(0, 1)):  # "title only" and "title + first 1"
     pls = [{"name": "x", "num_holdouts": 10, "pid": 1000000 + i, "num_tracks": 10 + k,
             "tracks": [track(j, j) for j in range(k)], "num_samples": k} for i, k in enumerate(n_seeds)]
     return mpd_io.read_challenge_set(json.dumps({"date": "d", "version": "v1", "playlists": pls,
