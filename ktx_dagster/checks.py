@@ -21,13 +21,16 @@ A rule is a `Check`: a name, a description and a function `(value, CheckContext)
 where the outcome is a bool, `(bool, metadata)` or a full `dg.AssetCheckResult`. The builders
 below cover the usual cases; `check(...)` wraps any function.
 
-The same `Check` objects can be evaluated inside an asset body, without a separate step:
-`check_specs(...)` gives the specs for `@transformation(check_specs=...)` and `evaluate(...)`
-the `AssetCheckResult`s to yield after the output.
+`@transformation(checks=[...])` runs the same rules inside the transformation's own step,
+right after its output is stored (`checked_after_output`): one process, or one pod, per
+partition. Prefer it; `output_checks` remains for assets that are not transformations, or
+for checks added to an asset defined elsewhere.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -311,6 +314,42 @@ def check_specs(
             )
             for c in checks
         ]
+
+
+def checked_after_output(
+    fn: Callable[..., Any], asset_key: dg.AssetKey, checks: Sequence[Check]
+) -> Callable[..., Iterator[Any]]:
+    """The task `fn`, then its checks in the same step: `@transformation(checks=...)`.
+
+    The output is yielded first, so Dagster stores it through the IO manager before the rules
+    run; the rules see the value the task returned (the IO manager round-trips it, and its
+    tests prove that), so nothing is read back. A failed blocking rule fails the step after
+    the output is stored, as a separate check step would, and its downstream does not run.
+    One process locally and one pod on Kubernetes per partition, instead of two.
+    """
+
+    @functools.wraps(fn)
+    def task(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        result = fn(*args, **kwargs)
+        if isinstance(result, dg.MaterializeResult) or inspect.isgenerator(result):
+            raise TypeError(
+                f"{asset_key.to_user_string()}: checks= needs the task to return its output value "
+                f"(it returned a {type(result).__name__}); yield the AssetCheckResults yourself instead"
+            )
+        output = result if isinstance(result, dg.Output) else dg.Output(result)
+        yield output
+        context = dg.AssetExecutionContext.get()
+        data_dir: DataDir = context.resources.data_dir
+        ctx = CheckContext(
+            asset_key=asset_key,
+            partition_key=context.partition_key if context.has_partition_key else None,
+            root=data_dir.path,
+            log=context.log,
+            instance=context.instance,
+        )
+        yield from evaluate(checks, output.value, ctx)
+
+    return task
 
 
 def output_checks(

@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 import dagster as dg
 
+from ktx_dagster.checks import Check, checked_after_output
+from ktx_dagster.checks import check_specs as output_check_specs
 from ktx_dagster.lazy import LazyPartitions
 from ktx_dagster.partitions import SOURCE_METADATA_KEY, ChunkedPartitions, FilePartitions
 from ktx_dagster.task_resources import TaskResources
@@ -135,6 +137,7 @@ def transformation(
     group: str | None = None,
     metadata: Mapping[str, Any] | None = None,
     check_specs: Sequence[dg.AssetCheckSpec] | None = None,
+    checks: Sequence[Check] = (),
     io_manager_key: str = "io_manager",
 ) -> Any:
     """Turn a per-task function into a partitioned asset; usable bare or with arguments."""
@@ -179,8 +182,15 @@ def transformation(
             **({SOURCE_METADATA_KEY: partitions.to_metadata()} if isinstance(partitions, (FilePartitions, ChunkedPartitions)) else {}),
             **dict(metadata or {}),
         }
+        body = _with_task_logging(fn, asset_name, task_resources)
+        specs = list(check_specs or [])
+        if checks:
+            # checks run in the task's own step, after its output is stored (one pod, not two)
+            key = dg.AssetKey([asset_name])
+            specs += output_check_specs(key, checks, partitions_definition(partitions))
+            body = checked_after_output(body, key, checks)
         return dg.asset(
-            _with_task_logging(fn, asset_name, task_resources),
+            body,
             name=asset_name,
             ins=ins or None,
             deps=deps,
@@ -190,7 +200,8 @@ def transformation(
             description=description or inspect.getdoc(fn),
             group_name=group,
             metadata=asset_metadata,
-            check_specs=check_specs,
+            check_specs=specs or None,
+            required_resource_keys={"data_dir"} if checks else None,
             io_manager_key=io_manager_key,
             kinds={"python"},
         )
