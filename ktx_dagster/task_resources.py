@@ -13,8 +13,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping, Sequence
 
-# Kubernetes resource.Quantity: a signed decimal number with an optional SI / binary suffix.
-_QUANTITY = re.compile(r"^(?P<num>[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?)(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
+# Kubernetes resource.Quantity: a signed decimal number (ASCII digits) with one optional suffix,
+# binary SI, decimal SI or a decimal exponent ("1e3"; never an exponent and a suffix together).
+_QUANTITY = re.compile(r"(?P<num>[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+))"
+                       r"(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?")
+_MAX_QUANTITY = Decimal(2**63 - 1)  # Kubernetes clamps larger quantities to this
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DECIMAL = {"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "k": Decimal(10**3),
             "M": Decimal(10**6), "G": Decimal(10**9), "T": Decimal(10**12), "P": Decimal(10**15),
@@ -43,8 +46,8 @@ def parse_quantity(value: str | int | float, *, field_name: str, owner: str = ""
         raise TaskResourcesError(
             f"{where}{field_name}={value!r} is not a Kubernetes quantity; use a string like {examples}"
         )
-    text = str(value).strip()
-    match = _QUANTITY.match(text)
+    text = str(value)  # unstripped: the pod spec gets the value as written, and Kubernetes takes no blanks
+    match = _QUANTITY.fullmatch(text)
     if not match:
         hint = ""
         if re.match(r"^\d+(\.\d+)?\s*(mb|gb|kb|MB|GB|KB|mi|gi|Mb|Gb)$", text):
@@ -52,18 +55,19 @@ def parse_quantity(value: str | int | float, *, field_name: str, owner: str = ""
         raise TaskResourcesError(
             f"{where}{field_name}={value!r} is not a Kubernetes quantity{hint}; use e.g. {examples}"
         )
+    suffix = match.group("suffix") or ""
+    exponent = suffix[1:] if suffix[:1] in ("e", "E") and suffix not in _BINARY else ""
     try:
-        number = Decimal(match.group("num"))
+        number = Decimal(match.group("num") + (f"e{exponent}" if exponent else ""))
     except InvalidOperation as exc:  # pragma: no cover - the regex already rules this out
         raise TaskResourcesError(f"{where}{field_name}={value!r}: {exc}") from exc
-    suffix = match.group("suffix")
     if suffix in _BINARY:
         number *= _BINARY[suffix]
-    elif suffix:
+    elif suffix and not exponent:
         number *= _DECIMAL[suffix]
     if number <= 0:
-        raise TaskResourcesError(f"{where}{field_name}={value!r} must be greater than zero")
-    return number
+        raise TaskResourcesError(f"{where}{field_name}={value!r} must be greater than zero; use e.g. {examples}")
+    return min(number, _MAX_QUANTITY)
 
 
 @dataclass(frozen=True)

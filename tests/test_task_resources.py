@@ -1,5 +1,9 @@
 import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -15,13 +19,88 @@ def test_parse_quantity(text, value):
     assert float(parse_quantity(text, field_name="memory")) == pytest.approx(value)
 
 
-@pytest.mark.parametrize("bad", ["250MB", "1.5 gb", "lots", "", "-1Gi", "0", True, None])
+@pytest.mark.parametrize("bad", ["250MB", "1.5 gb", "lots", "", "-1Gi", "0", True, None, "1.5GG", " 1Gi", "1e3Mi"])
 def test_bad_memory_names_transformation_field_and_fix(bad):
     with pytest.raises(TaskResourcesError) as err:
         TaskResources(memory=bad, owner="standardize")
     msg = str(err.value)
-    assert "standardize" in msg and "memory" in msg
-    assert "Mi" in msg or "greater than zero" in msg
+    assert msg.startswith(f"transformation 'standardize': memory={bad!r} ")
+    assert "e.g. '250Mi', '4Gi', '1500M'" in msg or "use a string like '250Mi'" in msg
+
+
+@pytest.mark.parametrize("bad", ["-1", "-500m", "0", "-0.5"])
+def test_negative_cpu_names_transformation_field_and_fix(bad):
+    with pytest.raises(TaskResourcesError) as err:
+        TaskResources(cpu=bad, owner="standardize")
+    assert str(err.value) == (f"transformation 'standardize': cpu={bad!r} must be greater than zero; "
+                              "use e.g. '200m', '1', '1.5'")
+
+
+PROJECT = """
+import ktx_dagster
+from ktx_dagster import DataDir, FilePartitions, transformation
+
+WORDS = FilePartitions(name="words", directory="raw", pattern="word_*.txt")
+
+
+@transformation(partitions=WORDS, cpu="{cpu}", memory="{memory}")
+def shout(context, data_dir: DataDir) -> str:
+    return WORDS.path_for(data_dir.path, context.partition_key).read_text().upper()
+
+
+defs = ktx_dagster.definitions_for(assets=[shout])
+"""
+
+
+def _ktx_materialize(tmp_path: Path, cpu: str, memory: str) -> subprocess.CompletedProcess:
+    (tmp_path / "project.py").write_text(PROJECT.format(cpu=cpu, memory=memory))
+    env = {**os.environ, "KTX_DATA_DIR": str(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path / "home"),
+           "KTX_DEPLOYMENT": "local", "KTX_MAX_CONCURRENT": "1"}
+    return subprocess.run([sys.executable, "-m", "ktx_dagster", "materialize", "-f", str(tmp_path / "project.py")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("setting, expected", [
+    pytest.param({"memory": "1.5GG"}, "memory='1.5GG' is not a Kubernetes quantity; use e.g. '250Mi', '4Gi', '1500M'",
+                 id="memory", marks=pytest.mark.reliability(
+                     "bad input", case="a memory setting like 1.5GG",
+                     injected="@transformation(memory='1.5GG') in a project's code, then ktx materialize -f project.py",
+                     seen="ktx exits non-zero before any run; stderr: the traceback to project.py line 8 (the "
+                          "decorator), ending 'TaskResourcesError: transformation 'shout': memory='1.5GG' is not a "
+                          "Kubernetes quantity; use e.g. '250Mi', '4Gi', '1500M''",
+                     outcome="refused when the code loads: no run starts, no partition is touched, earlier outputs "
+                             "intact; after the fix the same command materializes every partition")),
+    pytest.param({"cpu": "-1"}, "cpu='-1' must be greater than zero; use e.g. '200m', '1', '1.5'",
+                 id="cpu", marks=pytest.mark.reliability(
+                     "bad input", case="a negative cpu",
+                     injected="@transformation(cpu='-1') in a project's code, then ktx materialize -f project.py",
+                     seen="ktx exits non-zero before any run; stderr: the traceback to project.py line 8 (the "
+                          "decorator), ending 'TaskResourcesError: transformation 'shout': cpu='-1' must be greater "
+                          "than zero; use e.g. '200m', '1', '1.5''",
+                     outcome="refused when the code loads: no run starts, no partition is touched, earlier outputs "
+                             "intact; after the fix the same command materializes every partition")),
+])
+def test_a_bad_resource_setting_is_refused_before_any_run_and_the_fix_runs(tmp_path, setting, expected):
+    (tmp_path / "data" / "raw").mkdir(parents=True)
+    for word in ("one", "two"):
+        (tmp_path / "data" / "raw" / f"word_{word}.txt").write_text(word)
+    good = {"cpu": "100m", "memory": "64Mi"}
+    first = _ktx_materialize(tmp_path, **good)
+    assert first.returncode == 0, first.stdout + first.stderr
+    outputs = {p.name: p.read_bytes() for p in (tmp_path / "data" / "shout").iterdir()}
+    assert outputs == {"word_one.txt": b"ONE", "word_two.txt": b"TWO"}
+    (tmp_path / "data" / "raw" / "word_one.txt").write_text("uno")  # new input the bad run must not process
+
+    bad = _ktx_materialize(tmp_path, **{**good, **setting})
+    assert bad.returncode != 0 and "partition" not in bad.stdout, bad.stdout + bad.stderr
+    # The traceback of the user's code points at the decorator's line; its last line is the error.
+    assert f'project.py", line 8' in bad.stderr, bad.stderr
+    assert bad.stderr.strip().splitlines()[-1] == f"ktx_dagster.task_resources.TaskResourcesError: transformation 'shout': {expected}"
+    assert {p.name: p.read_bytes() for p in (tmp_path / "data" / "shout").iterdir()} == outputs
+
+    fixed = _ktx_materialize(tmp_path, **good)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert (tmp_path / "data" / "shout" / "word_one.txt").read_bytes() == b"UNO"
 
 
 def test_mb_hint_explains_binary_units():
