@@ -44,7 +44,7 @@ demo: venv $(DAGSTER_HOME)/dagster.yaml
 dev: venv $(DAGSTER_HOME)/dagster.yaml
 	$(PY) -m assets.samples write
 	$(VENV)/bin/ktx sync -w workspace.yaml
-	$(VENV)/bin/dagster dev -w workspace.yaml
+	$(VENV)/bin/dagster dev -h 127.0.0.1 -w workspace.yaml
 
 # Debian packages the tests need (Chromium for the UI tests, PostgreSQL for the shared
 # instance, shellcheck for the scripts); installs only what is missing.
