@@ -51,6 +51,7 @@ def output_dir(request) -> Path:
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
-    stack = item.funcargs.get("ui_stack") if hasattr(item, "funcargs") else None
+    funcargs = getattr(item, "funcargs", {})
+    stack = next((v for v in funcargs.values() if isinstance(v, DagsterStack)), None)
     if report.failed and stack is not None:
         report.sections.append(("dagster webserver/daemon logs", stack.dump_logs()))

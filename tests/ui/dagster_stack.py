@@ -3,7 +3,8 @@ over a temporary DAGSTER_HOME (the repo's deploy/local/dagster.yaml) and a tempo
 
 Used by the UI tests (tests/ui) and by bench/backfill.py. Everything goes through the
 webserver's GraphQL API, as the UI does: launching backfills, reading their status, reading
-partition and check status.
+partition and check status. `kill` and `restart` crash and start again one of the two
+processes, as tests/ui/test_restart_during_backfill.py does mid-backfill.
 
 The stock daemon evaluates backfills every 30 s (a constant in dagster._daemon.controller,
 not an instance setting). `daemon_interval` < 30 starts the same `dagster-daemon run` CLI
@@ -64,6 +65,10 @@ class DagsterStack:
     workspace: Path = REPO / "workspace.yaml"
     port: int = 0
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    # Processes killed or restarted by a test: their process groups may still hold code
+    # servers and run workers, which stop() ends too.
+    retired: list[subprocess.Popen] = field(default_factory=list)
+    argvs: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.home = self.root / "dagster_home"
@@ -94,7 +99,8 @@ class DagsterStack:
         return env
 
     def _spawn(self, name: str, argv: list[str]) -> None:
-        log = open(self.logs / f"{name}.log", "wb")
+        self.argvs[name] = argv
+        log = open(self.logs / f"{name}.log", "ab")  # a restarted process continues the log
         self.procs[name] = subprocess.Popen(
             argv, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,  # own process group: kill it whole
@@ -121,6 +127,29 @@ class DagsterStack:
                       "run", "-w", workspace]
         self._spawn("daemon", daemon)
         self.wait_ready(timeout)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
+        """Send `sig` to the process `name` alone (not its group: the run workers and code
+        servers it started live on, as after a crash of just that process); returns its pid."""
+        proc = self.procs.pop(name)
+        self.retired.append(proc)
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+        return proc.pid
+
+    def restart(self, name: str, timeout: float = 120, sig: int | None = None) -> None:
+        """Start `name` again with the same command line (after `kill`, or killing it with
+        `sig` first), then wait until the deployment is ready with this new process."""
+        if name in self.procs:
+            self.kill(name, sig or signal.SIGTERM)
+        restarted_at = time.time()
+        with open(self.logs / f"{name}.log", "ab") as log:
+            log.write(f"\n===== restarted at {restarted_at:.3f} =====\n".encode())
+        self._spawn(name, self.argvs[name])
+        deadline = time.monotonic() + timeout
+        self.wait_ready(timeout)
+        if name == "daemon":  # the old daemon's heartbeats count as healthy for a while
+            self.wait_for(lambda: self._daemons_healthy(since=restarted_at), deadline, "the new daemon's heartbeats")
 
     def _check_alive(self) -> None:
         for name, proc in self.procs.items():
@@ -154,7 +183,7 @@ class DagsterStack:
                 except ProcessLookupError:
                     pass
         deadline = time.monotonic() + 15
-        for proc in self.procs.values():
+        for proc in [*self.procs.values(), *self.retired]:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -201,9 +230,15 @@ class DagsterStack:
                 raise RuntimeError(f"code location {entry['name']} failed to load: {error['message']}")
         return bool(entries) and all(e["loadStatus"] == "LOADED" and e["locationOrLoadError"] for e in entries)
 
-    def _daemons_healthy(self) -> bool:
-        data = self.graphql("{ instance { daemonHealth { allDaemonStatuses { daemonType healthy required } } } }")
-        statuses = {d["daemonType"]: d["healthy"] for d in data["instance"]["daemonHealth"]["allDaemonStatuses"]}
+    def _daemons_healthy(self, since: float = 0) -> bool:
+        """The daemons the tests need are healthy (and have sent a heartbeat after `since`)."""
+        data = self.graphql(
+            "{ instance { daemonHealth { allDaemonStatuses { daemonType healthy required lastHeartbeatTime } } } }"
+        )
+        statuses = {
+            d["daemonType"]: d["healthy"] and (d["lastHeartbeatTime"] or 0) > since
+            for d in data["instance"]["daemonHealth"]["allDaemonStatuses"]
+        }
         return all(statuses.get(t) for t in ("SENSOR", "BACKFILL", "QUEUED_RUN_COORDINATOR"))
 
     # --- backfills -----------------------------------------------------------------------
