@@ -30,7 +30,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import boto3
 import pytest
@@ -115,6 +117,30 @@ def laptop_env_from_up_sh(data_dir: Path) -> dict[str, str]:
             for name, value in re.findall(r"^export (\w+)=(\$\{DATA_DIR\}\S*)$", script, flags=re.M)}
 
 
+@pytest.fixture(scope="module")
+def minikube_run(tmp_path_factory, ktx_postgres) -> Iterator[SimpleNamespace]:
+    """The failing, printing step run once on Minikube's shipped config; its logs as the UI
+    shows them, and every place its PostgreSQL password could have leaked to."""
+    _emulator_only()
+    tmp = tmp_path_factory.mktemp("minikube-logs")
+    pg = ktx_postgres.create_database(f"ktx_{uuid.uuid4().hex[:10]}")
+    configmaps = _manifest_configmaps()
+    instance_yaml = configmaps["ktx-dagster-instance"]["dagster.yaml"]
+    assert instance_yaml == (MINIKUBE / "dagster.yaml").read_text()
+    pod_env = {**configmaps["ktx-instance-env"],  # as shipped, but for where PostgreSQL is here
+               "DAGSTER_PG_HOST": pg.host, "DAGSTER_PG_PORT": str(pg.port), "DAGSTER_PG_DB": pg.database}
+    with k8s_test_cluster(tmp / "cluster", project_dir=REPO_ROOT) as cluster:
+        seed_cluster_config(cluster, instance_yaml=instance_yaml, instance_env=pod_env, pg_password=pg.password)
+        laptop_env = laptop_env_from_up_sh(cluster.data_dir)
+        assert "KTX_COMPUTE_LOGS_DIR" in laptop_env, "up.sh's env file must tell the laptop where step logs are"
+        with dagster_harness(cluster, tmp / "home", instance_yaml=instance_yaml, target=_target(),
+                             location_name="logs", seed=False,
+                             extra_env={**pg.dagster_env(), **laptop_env, "KTX_DEPLOYMENT": "minikube"}) as h:
+            run_id = _run_the_failing_step(h)
+            yield SimpleNamespace(h=h, cluster=cluster, pg=pg, run_id=run_id, laptop_env=laptop_env,
+                                  logs=step_logs_in_the_ui(h, run_id, "chatty"))
+
+
 @pytest.mark.reliability(
     "pod failure", case="a step pod's logs reach the UI",
     injected="a step on Minikube's config (emulated cluster, PostgreSQL) prints a line to stdout and one to stderr, "
@@ -123,29 +149,40 @@ def laptop_env_from_up_sh(data_dir: Path) -> dict[str, str]:
          "show both lines, written by the pod under /mnt/data/.dagster/compute_logs and read by the laptop's "
          "webserver from <data>/.dagster/compute_logs; on EKS the same through S3",
     outcome="the failed step's output is in the UI after its pod is gone, not only in `kubectl logs`")
-def test_a_step_pods_output_reaches_the_ui_on_minikube(tmp_path, ktx_postgres):
-    _emulator_only()
-    pg = ktx_postgres.create_database(f"ktx_{uuid.uuid4().hex[:10]}")
-    configmaps = _manifest_configmaps()
-    instance_yaml = configmaps["ktx-dagster-instance"]["dagster.yaml"]
-    assert instance_yaml == (MINIKUBE / "dagster.yaml").read_text()
-    pod_env = {**configmaps["ktx-instance-env"],  # as shipped, but for where PostgreSQL is here
-               "DAGSTER_PG_HOST": pg.host, "DAGSTER_PG_PORT": str(pg.port), "DAGSTER_PG_DB": pg.database}
-    with k8s_test_cluster(tmp_path / "cluster", project_dir=REPO_ROOT) as cluster:
-        seed_cluster_config(cluster, instance_yaml=instance_yaml, instance_env=pod_env, pg_password=pg.password)
-        laptop_env = laptop_env_from_up_sh(cluster.data_dir)
-        assert "KTX_COMPUTE_LOGS_DIR" in laptop_env, "up.sh's env file must tell the laptop where step logs are"
-        with dagster_harness(cluster, tmp_path / "home", instance_yaml=instance_yaml, target=_target(),
-                             location_name="logs", seed=False,
-                             extra_env={**pg.dagster_env(), **laptop_env, "KTX_DEPLOYMENT": "minikube"}) as h:
-            run_id = _run_the_failing_step(h)
-            logs = step_logs_in_the_ui(h, run_id, "chatty")
+def test_a_step_pods_output_reaches_the_ui_on_minikube(minikube_run):
+    logs, run_id = minikube_run.logs, minikube_run.run_id
     assert f"{STDOUT_LINE} [fails]" in logs["stdout"], logs
     assert f"{STDERR_LINE} [fails]" in logs["stderr"], logs
     assert STDERR_LINE not in logs["stdout"] and STDOUT_LINE not in logs["stderr"], logs
     # written by the pod through the data mount, where the laptop reads them
-    files = list((Path(laptop_env["KTX_COMPUTE_LOGS_DIR"]) / run_id).rglob("*.out"))
+    files = list((Path(minikube_run.laptop_env["KTX_COMPUTE_LOGS_DIR"]) / run_id).rglob("*.out"))
     assert any(STDOUT_LINE in f.read_text() for f in files), files
+
+
+@pytest.mark.reliability(
+    "security", case="no credentials in logs or Dagster metadata",
+    injected="the PostgreSQL password that the step pods get from the ktx-postgres Secret, searched for after a "
+             "failed step on Minikube's config",
+    seen="it is in none of: the run's event log (every event, serialized), the UI's captured stdout/stderr, the "
+         "step pod's log, the Job and Pod specs (only a secretKeyRef)",
+    outcome="a step, the executor or Dagster writing the password anywhere the UI or kubectl shows fails the test")
+def test_no_credentials_in_logs_or_metadata(minikube_run):
+    from dagster._serdes import serialize_value
+
+    secret, run_id, cluster = minikube_run.pg.password, minikube_run.run_id, minikube_run.cluster
+    assert len(secret) >= 16
+    places = {
+        "event log": "\n".join(serialize_value(r) for r in minikube_run.h.instance.all_logs(run_id)),
+        "captured logs": minikube_run.logs["stdout"] + minikube_run.logs["stderr"],
+        "pod logs": "\n".join(cluster.pod_log(p["metadata"]["name"])
+                              for p in cluster.pods(label_selector=f"dagster/run-id={run_id}")),
+        "job and pod specs": json.dumps([cluster.jobs(label_selector=f"dagster/run-id={run_id}"),
+                                         cluster.pods(label_selector=f"dagster/run-id={run_id}")]),
+    }
+    assert all(places.values()), [k for k, v in places.items() if not v]  # each place holds something
+    assert "secretKeyRef" in places["job and pod specs"]
+    leaked = [place for place, text in places.items() if secret in text]
+    assert leaked == [], f"the PostgreSQL password is in: {leaked}"
 
 
 # --------------------------------------------------------------------------- EKS (S3)
