@@ -40,7 +40,23 @@ from dagster._core.executor.step_delegating import (
     StepDelegatingExecutor,
     StepHandlerContext,
 )
+from dagster._record import copy as copy_record
 from dagster._utils.merger import merge_dicts
+
+
+
+def step_handler_context_for_relaunch(context: StepHandlerContext) -> StepHandlerContext:
+    """The same step's context, for starting it again after its pod was disrupted: the step
+    worker must not verify the step (`dagster api execute_step` exits 0 without running it when
+    the step already started, dagster-io/dagster#33755), since its first pod never ended it."""
+    return StepHandlerContext(
+        instance=context.instance,
+        plan_context=context._plan_context,
+        steps=list(context._steps_by_key.values()),
+        execute_step_args=copy_record(context.execute_step_args, should_verify_step=False),
+        dagster_run=context.dagster_run,
+    )
+
 
 # dagster-k8s (and the Kubernetes client under it) loads on first use: a local project
 # should not pay ~0.3 s for it at every start.
@@ -93,4 +109,5 @@ __all__ = [
     "loadable_targets_from_python_file",
     "loadable_targets_from_python_module",
     "merge_dicts",
+    "step_handler_context_for_relaunch",
 ]

@@ -8,6 +8,7 @@ local executor simply ignores them.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -27,6 +28,8 @@ K8S_CONFIG_TAG = "dagster-k8s/config"
 TRANSFORMATION_TAG = "ktx/transformation"
 MEMORY_GROWTH_TAG = "ktx/memory-growth"  # retry after an OOM kill with memory x this per attempt
 MAX_MEMORY_TAG = "ktx/max-memory"  # ... but never more than this
+EXPECTED_DURATION_TAG = "ktx/expected-duration"  # seconds; a step running longer is told once
+STRAGGLERS_TOLD_BY_ENV = "KTX_STRAGGLERS_TOLD_BY"  # "executor" in step pods: the executor tells them
 
 
 class TaskResourcesError(ValueError):
@@ -89,6 +92,8 @@ class TaskResources:
     # its limit) x memory_growth per attempt, at most max_memory (default 8x the request).
     memory_growth: float | None = None
     max_memory: str | None = None
+    # A step running longer than this (seconds or a timedelta) is told once in the run's log.
+    expected_duration: float | dt.timedelta | None = None
     owner: str = ""
 
     def __post_init__(self) -> None:
@@ -127,6 +132,7 @@ class TaskResources:
                     f"transformation {self.owner!r}: max_memory={self.max_memory!r} is below "
                     f"memory={self.memory!r}; the cap must be at least the first request"
                 )
+        self.expected_seconds  # noqa: B018 - validates
         if isinstance(self.gpu, bool) or not isinstance(self.gpu, int) or self.gpu < 0:
             raise TaskResourcesError(
                 f"transformation {self.owner!r}: gpu={self.gpu!r} must be a whole number >= 0"
@@ -144,6 +150,20 @@ class TaskResources:
                     f"transformation {self.owner!r}: toleration {dict(toleration)!r} has unknown "
                     f"fields {sorted(unknown)}; allowed: key, operator, value, effect, tolerationSeconds"
                 )
+
+    @property
+    def expected_seconds(self) -> float | None:
+        """expected_duration in seconds (None if not set); raises TaskResourcesError if invalid."""
+        value = self.expected_duration
+        if value is None:
+            return None
+        seconds = value.total_seconds() if isinstance(value, dt.timedelta) else value
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < float("inf"):
+            raise TaskResourcesError(
+                f"transformation {self.owner!r}: expected_duration={value!r} must be a number of seconds "
+                "above 0 or a timedelta, e.g. expected_duration=600 or timedelta(minutes=10)"
+            )
+        return float(seconds)
 
     @property
     def memory_bytes(self) -> int:
@@ -182,4 +202,6 @@ class TaskResources:
         if self.memory_growth is not None:
             tags[MEMORY_GROWTH_TAG] = str(float(self.memory_growth))
             tags[MAX_MEMORY_TAG] = self.max_memory or f"{int(self.memory_bytes * 8 / 2**20)}Mi"
+        if self.expected_seconds is not None:
+            tags[EXPECTED_DURATION_TAG] = f"{self.expected_seconds:g}"
         return tags

@@ -12,10 +12,14 @@ execution function becomes the body (one task), and its job config (cpu, memory)
 
 from __future__ import annotations
 
+import datetime
 import functools
 import inspect
+import os
 import resource
+import socket
 import sys
+import threading
 import time
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -28,7 +32,7 @@ from ktx_dagster.checks import Check, checked_after_output
 from ktx_dagster.checks import check_specs as output_check_specs
 from ktx_dagster.lazy import LazyPartitions
 from ktx_dagster.partitions import SOURCE_METADATA_KEY, ChunkedPartitions, FilePartitions
-from ktx_dagster.task_resources import TaskResources
+from ktx_dagster.task_resources import STRAGGLERS_TOLD_BY_ENV, TaskResources
 from ktx_dagster.keys import FORMAT_METADATA_KEY, LOAD_METADATA_KEY
 
 PartitionsSpec = FilePartitions | ChunkedPartitions | dg.PartitionsDefinition | Sequence[str] | None
@@ -94,6 +98,33 @@ def _peak_rss_mb() -> float:
     return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
+def _straggler_timer(context: dg.AssetExecutionContext, label: str, expected: float | None,
+                     start: float) -> threading.Timer | None:
+    """Tell the run's log once, from the step's own process, when the task runs past its
+    expected duration. Step pods leave it to the Kubernetes executor, which names the pod and
+    node (KTX_STRAGGLERS_TOLD_BY=executor)."""
+    if expected is None or os.environ.get(STRAGGLERS_TOLD_BY_ENV) == "executor":
+        return None
+    from ktx_dagster.compat import EngineEventData
+    from ktx_dagster.executors.stragglers import straggler_message
+
+    def tell() -> None:
+        elapsed = time.perf_counter() - start
+        where = f"process {os.getpid()} on host {socket.gethostname()}"
+        context.instance.report_engine_event(
+            straggler_message(label, elapsed, expected, where), context.run,
+            EngineEventData(metadata={"ktx/straggler": True, "ktx/elapsed_seconds": round(elapsed, 1),
+                                      "ktx/expected_seconds": expected, "ktx/pid": os.getpid(),
+                                      "ktx/host": socket.gethostname()}),
+            step_key=context.get_step_execution_context().step.key,
+        )
+
+    timer = threading.Timer(expected, tell)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 def _with_task_logging(fn: Callable[..., Any], name: str, resources: TaskResources) -> Callable[..., Any]:
     """Log each task's start and end, and record its wall time and peak memory as metadata."""
 
@@ -103,7 +134,12 @@ def _with_task_logging(fn: Callable[..., Any], name: str, resources: TaskResourc
         label = f"{name}[{context.partition_key}]" if context.has_partition_key else name
         context.log.info(f"task {label} started (requests cpu={resources.cpu} memory={resources.memory})")
         start = time.perf_counter()
-        result = fn(*args, **kwargs)
+        straggler = _straggler_timer(context, label, resources.expected_seconds, start)
+        try:
+            result = fn(*args, **kwargs)
+        finally:
+            if straggler is not None:
+                straggler.cancel()
         seconds = round(time.perf_counter() - start, 3)
         rss = _peak_rss_mb()
         context.log.info(f"task {label} finished in {seconds}s, peak RSS {rss} MiB")
@@ -127,6 +163,7 @@ def transformation(
     memory_limit: str | None = None,
     memory_growth: float | None = None,
     max_memory: str | None = None,
+    expected_duration: float | datetime.timedelta | None = None,
     ephemeral_storage: str | None = None,
     gpu: int = 0,
     node_selector: Mapping[str, str] | None = None,
@@ -146,7 +183,7 @@ def transformation(
         asset_name = name or fn.__name__
         task_resources = TaskResources(
             cpu=cpu, memory=memory, memory_limit=memory_limit, ephemeral_storage=ephemeral_storage,
-            memory_growth=memory_growth, max_memory=max_memory,
+            memory_growth=memory_growth, max_memory=max_memory, expected_duration=expected_duration,
             gpu=gpu, node_selector=dict(node_selector or {}), tolerations=tuple(tolerations), owner=asset_name,
         )
         if format is not None:

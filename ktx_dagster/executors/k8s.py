@@ -19,6 +19,14 @@ Built on dagster-k8s's ``K8sStepHandler`` (subclassed, not forked). What we add:
   Postgres password from a Secret (``DAGSTER_PG_PASSWORD``) and extra env from
   ConfigMaps/Secrets, so step pods report to the same (PostgreSQL) instance.
 * A health check whose failure message carries the failed pod's status and log tail.
+* Disruption is not failure: a step pod evicted, preempted or on a drained node (pod
+  condition ``DisruptionTarget``) is started again as a new Job (``-r1``, ``-r2`` ...) without
+  using a Dagster retry, and never by the Job itself (``backoffLimit`` 0; a
+  ``podFailurePolicy`` fails the Job on ``DisruptionTarget``, so its condition says why even
+  once the pod is gone; see dagster-io/dagster#33755). The step pod's entry point
+  (:mod:`ktx_dagster.executors.step_worker`) keeps a disruption's SIGTERM from failing the step.
+* Stragglers: a step running past its transformation's ``expected_duration`` is told once
+  in the run's log, with its pod and node.
 
 All settings come from the environment in one place, :meth:`K8sSettings.from_env`.
 ``k8s_executor(deployment)`` is what ``ktx_dagster.deployment`` calls for
@@ -42,6 +50,7 @@ from dagster_k8s.launcher import K8sRunLauncher
 
 from ktx_dagster.compat import (
     K8S_EXECUTOR_CONFIG_SCHEMA,
+    step_handler_context_for_relaunch,
     CheckStepHealthResult,
     EngineEventData,
     K8sStepHandler,
@@ -51,7 +60,13 @@ from ktx_dagster.compat import (
     StepHandlerContext,
     merge_dicts,
 )
-from ktx_dagster.task_resources import MAX_MEMORY_TAG, MEMORY_GROWTH_TAG
+from ktx_dagster.executors.stragglers import straggler_message
+from ktx_dagster.task_resources import (
+    EXPECTED_DURATION_TAG,
+    MAX_MEMORY_TAG,
+    MEMORY_GROWTH_TAG,
+    STRAGGLERS_TOLD_BY_ENV,
+)
 
 __all__ = [
     "K8sSettings",
@@ -70,6 +85,11 @@ PARTITION_RUN_TAG = "dagster/partition"
 DEPLOYMENTS = ("minikube", "eks")
 DATA_MOUNT = "/mnt/data"
 GPU_RESOURCE = "nvidia.com/gpu"
+DISRUPTION_CONDITION = "DisruptionTarget"
+MAX_DISRUPTION_RELAUNCHES = 3
+# The step pod's entry point: Dagster's step worker under a process that keeps a disruption's
+# SIGTERM from failing the step (the args stay `dagster api execute_step`).
+STEP_WORKER_COMMAND = ("python", "-m", "ktx_dagster.executors.step_worker")
 
 _LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _HASH_LEN = 10
@@ -331,6 +351,20 @@ class K8sSettings:
         )
 
 
+def step_pod_context() -> K8sContainerContext:
+    """What every step Job gets on top of the settings: the step worker's entry point, a pod
+    failure policy that fails the Job (never re-creates the pod) on a disruption, so the Job's
+    condition names it even after the evicted pod is gone, and the word that this executor
+    tells stragglers (the step's own process does elsewhere)."""
+    return K8sContainerContext(env=[{"name": STRAGGLERS_TOLD_BY_ENV, "value": "executor"}],
+                               run_k8s_config=UserDefinedDagsterK8sConfig.from_dict({
+        "container_config": {"command": list(STEP_WORKER_COMMAND)},
+        "job_spec_config": {"podFailurePolicy": {"rules": [
+            {"action": "FailJob", "onPodConditions": [{"type": DISRUPTION_CONDITION, "status": "True"}]},
+        ]}},
+    }))
+
+
 def _context_class(settings: K8sSettings) -> type[K8sContainerContext]:
     """A K8sContainerContext whose job config does not need a K8sRunLauncher."""
 
@@ -365,6 +399,11 @@ class KtxK8sStepHandler(K8sStepHandler):
         self._context_cls = _context_class(settings)
         # (run, step, attempt) -> the grown memory of a retry after an OOM kill, or None
         self._grown: dict[tuple[str, str, int], dict[str, Any] | None] = {}
+        # (run, step, attempt) -> Jobs started again after a disruption; the newest is the step's
+        self._relaunches: dict[tuple[str, str, int], int] = {}
+        # (run, step, attempt) -> what the last health check saw of its running pod
+        self._seen_pods: dict[tuple[str, str, int], dict[str, Any]] = {}
+        self._stragglers_told: set[tuple[str, str]] = set()
         super().__init__(**kwargs)
         if settings.kube_context and not kwargs.get("load_incluster_config"):
             # Upstream loads the kubeconfig's current-context; honour KTX_KUBE_CONTEXT.
@@ -388,7 +427,7 @@ class KtxK8sStepHandler(K8sStepHandler):
         # DefaultRunLauncher). Our settings are the base; a K8sRunLauncher's config and the
         # code location's container context override them, the executor's run config and
         # the step's op tags override those.
-        context = self._settings.base_container_context()
+        context = self._settings.base_container_context().merge(step_pod_context())
         context = context.merge(
             K8sContainerContext.create_for_run(run, k8s_launcher, include_run_tags=False)
         )
@@ -446,12 +485,26 @@ class KtxK8sStepHandler(K8sStepHandler):
         return context.merge(K8sContainerContext(run_k8s_config=UserDefinedDagsterK8sConfig.from_dict(
             {"container_config": {"resources": grown["resources"]}})))
 
-    @staticmethod
-    def _job_name(step_handler_context: StepHandlerContext, step_key: str, attempt: int) -> str:
+    def _job_name(self, step_handler_context: StepHandlerContext, step_key: str, attempt: int) -> str:
+        """The Job of an attempt of a step: upstream's name, then -r<n> once started again after
+        <n> disruptions."""
         from dagster_k8s.job import get_k8s_job_name
 
-        name = "dagster-step-" + get_k8s_job_name(step_handler_context.execute_step_args.run_id, step_key)
-        return name if attempt == 0 else f"{name}-{attempt}"
+        run_id = step_handler_context.execute_step_args.run_id
+        name = "dagster-step-" + get_k8s_job_name(run_id, step_key)
+        name = name if attempt == 0 else f"{name}-{attempt}"
+        relaunches = self._relaunches.get((run_id, step_key, attempt), 0)
+        return f"{name}-r{relaunches}" if relaunches else name
+
+    def _attempt(self, step_handler_context: StepHandlerContext) -> tuple[str, str, int]:
+        step_key = self._get_step_key(step_handler_context)
+        known = step_handler_context.execute_step_args.known_state
+        attempt = known.get_retry_state().get_attempt_count(step_key) if known else 0
+        return step_handler_context.execute_step_args.run_id, step_key, attempt
+
+    def _get_k8s_step_job_name(self, step_handler_context: StepHandlerContext) -> str:
+        # Upstream's launch, health check and terminate all find the Job by this name.
+        return self._job_name(step_handler_context, *self._attempt(step_handler_context)[1:])
 
     def launch_step(self, step_handler_context: StepHandlerContext) -> Iterator[DagsterEvent]:
         # Upstream falls back to the code location's image when the executor has none; we
@@ -476,11 +529,16 @@ class KtxK8sStepHandler(K8sStepHandler):
 
     def check_step_health(self, step_handler_context: StepHandlerContext) -> CheckStepHealthResult:
         result = super().check_step_health(step_handler_context)
-        if result.is_healthy:
-            return result
         job_name = self._get_k8s_step_job_name(step_handler_context)
         namespace = cast(str, self._get_container_context(step_handler_context).namespace)
+        if result.is_healthy:
+            self._watch_running_pod(step_handler_context, job_name, namespace)
+            return result
         pod, details = self._failed_pod(job_name, namespace)
+        disruption = disruption_diagnosis(pod, self._job_failure(job_name, namespace),
+                                          self._seen_pods.get(self._attempt(step_handler_context)))
+        if disruption is not None:
+            return self._start_again_after_disruption(step_handler_context, job_name, disruption, result, details)
         oom = oom_diagnosis(pod) if pod is not None else None
         if oom is None:
             return CheckStepHealthResult.unhealthy(reason=f"{result.unhealthy_reason}\n\n{details}")
@@ -492,6 +550,87 @@ class KtxK8sStepHandler(K8sStepHandler):
             EngineEventData(metadata={f"ktx/{k}": v for k, v in oom.items() if k != "message"}),
         )
         return CheckStepHealthResult.unhealthy(reason=f"{oom['message']}\n\n{result.unhealthy_reason}\n\n{details}")
+
+    def _start_again_after_disruption(self, step_handler_context: StepHandlerContext, job_name: str,
+                                      disruption: dict[str, Any], result: CheckStepHealthResult,
+                                      details: str) -> CheckStepHealthResult:
+        """A disrupted pod is not a failed step: launch it again as a new Job, say so, and stay
+        healthy; after MAX_DISRUPTION_RELAUNCHES of them, fail it plainly."""
+        attempt = self._attempt(step_handler_context)
+        step_key = attempt[1]
+        step_context = step_handler_context.get_step_context(step_key)
+        where = _step_where(step_handler_context, step_key)
+        told = (f"{where}: its pod {disruption['pod']} on node {disruption['node']} was disrupted "
+                f"({disruption['reason']}: {disruption['message']})")
+        relaunches = self._relaunches.get(attempt, 0)
+        if relaunches >= MAX_DISRUPTION_RELAUNCHES:
+            return CheckStepHealthResult.unhealthy(
+                reason=f"{told}, for the {relaunches + 1}th time; ktx started the step again {relaunches} times after "
+                       "disruptions and stops here. Look at what disrupts the pods (node drains, spot interruptions, "
+                       f"preemption by higher-priority pods) and run the partition again.\n\n{result.unhealthy_reason}"
+                       f"\n\n{details}")
+        self._relaunches[attempt] = relaunches + 1
+        self._seen_pods.pop(attempt, None)
+        new_job = self._get_k8s_step_job_name(step_handler_context)
+        DagsterEvent.engine_event(
+            step_context,
+            f"{told}. That is not a failure of the step: it starts again as Kubernetes Job {new_job} "
+            f"(restart {relaunches + 1} of at most {MAX_DISRUPTION_RELAUNCHES} after disruptions; the step's retries "
+            "are not used).",
+            EngineEventData(metadata={"ktx/disruption_reason": disruption["reason"], "ktx/pod": disruption["pod"],
+                                      "ktx/node": disruption["node"], "ktx/disrupted_job": job_name,
+                                      "ktx/new_job": new_job, "ktx/restart": relaunches + 1}),
+        )
+        try:
+            list(self.launch_step(step_handler_context_for_relaunch(step_handler_context)))
+        except Exception as exc:  # say so as the step's failure, not as a Job that "could not be found"
+            return CheckStepHealthResult.unhealthy(
+                reason=f"{told}; starting it again as Kubernetes Job {new_job} failed: {exc!r}\n\n{details}")
+        return CheckStepHealthResult.healthy()
+
+    def _watch_running_pod(self, step_handler_context: StepHandlerContext, job_name: str, namespace: str) -> None:
+        """Remember the step's pod and node (and a DisruptionTarget while it terminates: on a
+        real cluster the pod is gone once its Job has counted it), and tell a straggler once."""
+        try:
+            pods = self._api_client.get_pods_in_job(job_name, namespace)
+        except Exception:  # best effort: the health check itself already succeeded
+            return
+        if not pods:
+            return
+        pod = sorted(pods, key=lambda p: p.metadata.creation_timestamp or 0)[-1]
+        attempt = self._attempt(step_handler_context)
+        seen = {"pod": pod.metadata.name, "node": (pod.spec.node_name if pod.spec else None) or "unknown"}
+        condition = _disruption_condition(pod)
+        if condition is not None:
+            seen.update(reason=condition.reason or DISRUPTION_CONDITION, message=condition.message or "")
+        self._seen_pods[attempt] = seen
+        started = pod.status.start_time if pod.status else None
+        expected = step_handler_context.step_tags[attempt[1]].get(EXPECTED_DURATION_TAG)
+        if not expected or started is None or attempt[:2] in self._stragglers_told:
+            return
+        import datetime as dt
+
+        elapsed = (dt.datetime.now(dt.timezone.utc) - started).total_seconds()
+        if elapsed <= float(expected):
+            return
+        self._stragglers_told.add(attempt[:2])
+        DagsterEvent.engine_event(
+            step_handler_context.get_step_context(attempt[1]),
+            straggler_message(_step_where(step_handler_context, attempt[1]), elapsed, float(expected),
+                              f"pod {seen['pod']} on node {seen['node']}"),
+            EngineEventData(metadata={"ktx/straggler": True, "ktx/elapsed_seconds": round(elapsed, 1),
+                                      "ktx/expected_seconds": float(expected), "ktx/pod": seen["pod"],
+                                      "ktx/node": seen["node"]}),
+        )
+
+    def _job_failure(self, job_name: str, namespace: str) -> Any:
+        """The Job's Failed condition (None if it has none or cannot be read)."""
+        try:
+            job = self._api_client.batch_api.read_namespaced_job_status(job_name, namespace)
+        except Exception:
+            return None
+        conditions = (job.status.conditions or []) if job.status else []
+        return next((c for c in conditions if c.type == "Failed" and c.status == "True"), None)
 
     def _failed_pod(self, job_name: str, namespace: str) -> tuple[Any, str]:
         """The job's most recent failed pod and its status and log tail (best effort)."""
@@ -507,6 +646,40 @@ class KtxK8sStepHandler(K8sStepHandler):
             return pod, self._api_client.get_pod_debug_info(pod.metadata.name, namespace, pod=pod)
         except Exception as exc:
             return pod, f"(could not fetch debug info of pod {pod.metadata.name}: {exc})"
+
+
+def _step_where(step_handler_context: StepHandlerContext, step_key: str) -> str:
+    """transformation[partition] of a step, as the run's log names it."""
+    tags = step_handler_context.step_tags[step_key]
+    transformation = tags.get(TRANSFORMATION_TAG) or step_handler_context.get_step_context(step_key).step.op_name
+    partition = step_handler_context.dagster_run.tags.get(PARTITION_RUN_TAG)
+    return f"{transformation}[{partition}]" if partition is not None else transformation
+
+
+def _disruption_condition(pod: Any) -> Any:
+    conditions = (pod.status.conditions or []) if pod is not None and pod.status else []
+    return next((c for c in conditions if c.type == DISRUPTION_CONDITION and c.status == "True"), None)
+
+
+def disruption_diagnosis(pod: Any, job_failure: Any, seen: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """Why a step's Job failed, if a disruption did it (else None): the pod's DisruptionTarget
+    condition while the pod is still there; once it is gone, the Job's PodFailurePolicy
+    condition, with what the health checks saw of the pod before.
+
+    `pod`: a kubernetes V1Pod or None; `job_failure`: the Job's Failed V1JobCondition or None;
+    `seen`: {pod, node[, reason, message]} from the last health check.
+    """
+    seen = dict(seen or {})
+    condition = _disruption_condition(pod)
+    if condition is not None:
+        return {"reason": condition.reason or DISRUPTION_CONDITION, "message": condition.message or "",
+                "pod": pod.metadata.name, "node": (pod.spec.node_name if pod.spec else None) or seen.get("node", "unknown")}
+    message = getattr(job_failure, "message", None) or ""
+    if getattr(job_failure, "reason", None) == "PodFailurePolicy" and f"condition {DISRUPTION_CONDITION}" in message:
+        named = re.match(r"Pod [^/\s]+/(\S+) has condition", message)
+        return {"reason": seen.get("reason", DISRUPTION_CONDITION), "message": seen.get("message") or message,
+                "pod": named.group(1) if named else seen.get("pod", "unknown"), "node": seen.get("node", "unknown")}
+    return None
 
 
 def grown_memory(resources: Mapping[str, Any], growth: float, cap: str | None, attempt: int) -> dict[str, Any]:
@@ -716,7 +889,7 @@ def render_step_job(
     import kubernetes.client
     from dagster_k8s.job import construct_dagster_k8s_job, get_user_defined_k8s_config
 
-    context = settings.base_container_context()
+    context = settings.base_container_context().merge(step_pod_context())
     context = context.merge(
         K8sContainerContext(
             run_k8s_config=get_user_defined_k8s_config({"dagster-k8s/config": json.dumps(dict(k8s_config))})

@@ -3,6 +3,7 @@ No cluster, no emulator: these run in every `pytest` invocation."""
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 
 import pytest
@@ -190,3 +191,81 @@ def test_grown_memory_multiplies_per_attempt_and_stops_at_the_cap():
     assert (once["was"], once["memory"]) == ("1536Mi", "3072Mi")
     capped = grown_memory(resources, 2.0, "4Gi", 3)  # 8x would be 8Gi / 12Gi
     assert capped["resources"]["requests"]["memory"] == capped["resources"]["limits"]["memory"] == "4096Mi"
+
+
+def _disrupted_pod(reason: str | None):
+    from kubernetes import client as k
+
+    conditions = [k.V1PodCondition(type="Ready", status="False")]
+    if reason:
+        conditions.append(k.V1PodCondition(type="DisruptionTarget", status="True", reason=reason,
+                                           message="Eviction API: evicting"))
+    return k.V1Pod(metadata=k.V1ObjectMeta(name="dagster-step-abc-xyz"), spec=k.V1PodSpec(containers=[],
+                   node_name="ip-10-0-1-7"), status=k.V1PodStatus(phase="Failed", conditions=conditions))
+
+
+def test_disruption_diagnosis_from_the_pod_or_once_it_is_gone_from_the_job():
+    from kubernetes import client as k
+
+    from ktx_dagster.executors.k8s import disruption_diagnosis
+
+    assert disruption_diagnosis(_disrupted_pod("PreemptionByScheduler"), None) == {
+        "reason": "PreemptionByScheduler", "message": "Eviction API: evicting", "pod": "dagster-step-abc-xyz",
+        "node": "ip-10-0-1-7"}
+    by_policy = k.V1JobCondition(type="Failed", status="True", reason="PodFailurePolicy",
+                                 message="Pod ktx/dagster-step-abc-q7x2z has condition DisruptionTarget matching "
+                                         "FailJob rule at index 0")
+    # the pod is gone (a real cluster removes it once the Job counted it): the Job's condition says it
+    assert disruption_diagnosis(None, by_policy) == {
+        "reason": "DisruptionTarget", "message": by_policy.message, "pod": "dagster-step-abc-q7x2z", "node": "unknown"}
+    seen = {"pod": "dagster-step-abc-q7x2z", "node": "ip-10-0-1-7", "reason": "EvictionByEvictionAPI",
+            "message": "Eviction API: evicting"}
+    assert disruption_diagnosis(None, by_policy, seen)["reason"] == "EvictionByEvictionAPI"
+    # anything else is a failure of the step
+    assert disruption_diagnosis(_disrupted_pod(None), None) is None
+    assert disruption_diagnosis(_pod("OOMKilled"), k.V1JobCondition(type="Failed", status="True",
+                                                                    reason="BackoffLimitExceeded")) is None
+
+
+def test_step_jobs_start_the_step_worker_entry_point_and_fail_on_disruption():
+    job = render_step_job(K8sSettings.from_env("minikube", env={}), transformation="t", partition="p", k8s_config={})
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["python", "-m", "ktx_dagster.executors.step_worker"]
+    assert container["args"][:3] == ["dagster", "api", "execute_step"]
+    assert job["spec"]["backoffLimit"] == 0
+    assert job["spec"]["podFailurePolicy"] == {"rules": [
+        {"action": "FailJob", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]}
+
+
+@pytest.mark.reliability(
+    "bad input", case="an expected_duration that is not a duration",
+    injected="@transformation(expected_duration=...) with -5, 0, '10m', True, timedelta(0)",
+    seen="TaskResourcesError at import: \"transformation 'late': expected_duration=... must be a number of seconds "
+         "above 0 or a timedelta, e.g. expected_duration=600 or timedelta(minutes=10)\"",
+    outcome="the code location does not load; nothing runs")
+@pytest.mark.parametrize("bad", [-5, 0, "10m", True, datetime.timedelta(0)])
+def test_expected_duration_is_validated_at_definition_time(bad):
+    from ktx_dagster import transformation
+    from ktx_dagster.task_resources import TaskResourcesError
+
+    with pytest.raises(TaskResourcesError, match=r"transformation 'late': expected_duration=.* must be a number of "
+                                                 r"seconds above 0 or a timedelta, e\.g\. expected_duration=600"):
+        @transformation(partitions=["a"], expected_duration=bad)
+        def late(context):
+            return 1
+
+
+def test_expected_duration_travels_as_an_op_tag_in_seconds():
+    from ktx_dagster import transformation
+    from ktx_dagster.task_resources import EXPECTED_DURATION_TAG
+
+    @transformation(partitions=["a"], expected_duration=datetime.timedelta(minutes=10))
+    def ten_minutes(context):
+        return 1
+
+    @transformation(partitions=["a"])
+    def whenever(context):
+        return 1
+
+    assert ten_minutes.op.tags[EXPECTED_DURATION_TAG] == "600"
+    assert EXPECTED_DURATION_TAG not in whenever.op.tags
