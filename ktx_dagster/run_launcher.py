@@ -15,7 +15,10 @@ its own: its own memory, a crash or OOM kill ends only that run.
 Falls back to the DefaultRunLauncher (code server) for a run whose code location runs under
 another Python than the launcher's (a different virtualenv): forking would run the wrong one.
 Termination sends SIGINT to the run process, as Dagster's code server does, so the run ends
-CANCELED with its steps interrupted. Run monitoring asks whether the process is alive.
+CANCELED with its steps interrupted; a run whose process is already gone (killed, crashed) or
+was never recorded is marked CANCELED at once, with a message that says so, instead of
+waiting forever in CANCELING. Run monitoring (the daemon) asks whether the process is alive
+and fails the run of one that died.
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ from dagster import DagsterRun, DefaultRunLauncher, Field
 from ktx_dagster import warm
 from ktx_dagster.compat import CheckRunHealthResult, ConfigurableClassData, LaunchRunContext, WorkerStatus
 
-PID_TAG = "ktx/run-worker-pid"
+PID_TAG = warm.PID_TAG
+# Set by Dagster's DefaultRunLauncher on the runs it hands to a code server (the fallback).
+CODE_SERVER_TAG = "dagster/grpc_info"
 
 
 def _same_python(executable: str | None) -> bool:
@@ -82,18 +87,44 @@ class WarmRunLauncher(DefaultRunLauncher):
         raw = run.tags.get(PID_TAG)
         return int(raw) if raw and raw.isdigit() else None
 
+    def _alive(self, run: DagsterRun, pid: int) -> tuple[bool, int | None]:
+        """Whether the run's process is alive, and its exit code when this launcher knows it."""
+        with self._lock:
+            proc = self._procs.get(run.run_id)
+        if proc is not None:
+            return proc.exitcode is None, proc.exitcode
+        try:  # launched by another process of this deployment (e.g. before a daemon restart)
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False, None
+        except PermissionError:
+            pass
+        return True, None
+
     def terminate(self, run_id: str) -> bool:
         run = self._instance.get_run_by_id(run_id)
         if not run or run.is_finished:
             return False
         pid = self._pid(run)
         if pid is None:
-            return super().terminate(run_id)
+            if CODE_SERVER_TAG in run.tags:
+                return super().terminate(run_id)
+            self._instance.report_run_canceled(
+                run, f"Run {run_id} was terminated, but no run process was ever recorded for it (it never "
+                     "started, or its process died before it could); marked canceled, nothing was left to stop.")
+            return True
+        alive, _ = self._alive(run, pid)
+        if not alive:
+            self._instance.report_run_canceled(
+                run, f"Run {run_id} was terminated, but its run process {pid} was already gone (killed or "
+                     "crashed); marked canceled. Re-run its partition to materialize it.")
+            return True
         self._instance.report_run_canceling(run)
         try:
             os.kill(pid, signal.SIGINT)  # Dagster's run worker turns this into a clean cancel
-        except ProcessLookupError:
-            return False
+        except ProcessLookupError:  # it died between the check and the signal
+            self._instance.report_run_canceled(
+                run, f"Run {run_id} was terminated; its run process {pid} ended meanwhile; marked canceled.")
         return True
 
     @property
@@ -103,21 +134,16 @@ class WarmRunLauncher(DefaultRunLauncher):
     def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
         pid = self._pid(run)
         if pid is None:
-            return CheckRunHealthResult(WorkerStatus.UNKNOWN, "run not started by this launcher")
-        with self._lock:
-            proc = self._procs.get(run.run_id)
-        if proc is not None:
-            if proc.exitcode is None:
-                return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=str(pid))
-            status = WorkerStatus.SUCCESS if proc.exitcode == 0 else WorkerStatus.FAILED
-            return CheckRunHealthResult(status, f"run process {pid} exited with {proc.exitcode}", run_worker_id=str(pid))
-        try:  # launched by another process of this deployment (e.g. before a daemon restart)
-            os.kill(pid, 0)
-        except ProcessLookupError:
+            if CODE_SERVER_TAG in run.tags:  # the fallback: Dagster's launcher checks no health
+                return CheckRunHealthResult(WorkerStatus.RUNNING, "run launched through its code server: not checked")
+            return CheckRunHealthResult(WorkerStatus.UNKNOWN, "no run process was ever recorded for this run")
+        alive, exitcode = self._alive(run, pid)
+        if alive:
+            return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=str(pid))
+        if exitcode is None:
             return CheckRunHealthResult(WorkerStatus.FAILED, f"run process {pid} is gone", run_worker_id=str(pid))
-        except PermissionError:
-            pass
-        return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=str(pid))
+        status = WorkerStatus.SUCCESS if exitcode == 0 else WorkerStatus.FAILED
+        return CheckRunHealthResult(status, f"run process {pid} exited with {exitcode}", run_worker_id=str(pid))
 
     def join(self, timeout: int = 30) -> None:
         with self._lock:

@@ -114,6 +114,11 @@ def preload_code_locations(locations: Sequence[CodeLocation], preload: Sequence[
     return (*preload, "ktx_dagster.warm_definitions")
 
 
+# The run's tag naming the process that executes it: termination signals it, run monitoring
+# asks whether it is alive (run_launcher.py).
+PID_TAG = "ktx/run-worker-pid"
+
+
 def execute_run(run_id: str, instance_ref_json: str) -> None:
     """Body of a run process: what `dagster api execute_run` does after its imports."""
     import dagster as dg
@@ -122,6 +127,9 @@ def execute_run(run_id: str, instance_ref_json: str) -> None:
 
     with capture_interrupts():
         with dg.DagsterInstance.from_ref(dg.deserialize_value(instance_ref_json)) as instance:
+            # Recorded before the run can start: a STARTED run always names its process, so
+            # neither termination nor run monitoring ever finds one without it.
+            instance.add_run_tags(run_id, {PID_TAG: str(os.getpid())})
             code = execute_run_command_body(run_id, instance, lambda _event: None, set_exit_code_on_failure=False)
     sys.exit(code)
 

@@ -92,6 +92,7 @@ def test_a_local_retry_reruns_the_failed_step_and_succeeds(tmp_path):
     env = {**os.environ, "KTX_DATA_DIR": str(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path / "home"),
            "KTX_DEPLOYMENT": "local"}
     env.pop("KTX_LOCAL_EXECUTOR", None)
+    (tmp_path / "data").mkdir()
     proc = subprocess.run([sys.executable, "-m", "ktx_dagster", "materialize", "-f", str(REPO / "tests" / "fixtures" / "fault_defs.py"),
                            "--select", "flaky"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

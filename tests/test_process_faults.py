@@ -82,6 +82,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 180) -> dict:
 def crash(tmp_path_factory) -> Crash:
     tmp = tmp_path_factory.mktemp("faults")
     data, home = tmp / "data", tmp / "home"
+    data.mkdir()
     env = {**os.environ, "KTX_DATA_DIR": str(data), "DAGSTER_HOME": str(home), "KTX_MAX_CONCURRENT": "2",
            "KTX_DEPLOYMENT": "local"}
     cli = [sys.executable, "-m", "ktx_dagster", "materialize", *LOCATION]
