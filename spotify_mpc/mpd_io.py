@@ -188,14 +188,14 @@ def _track_columns(pls: list[dict], label: str) -> tuple[dict[str, np.ndarray], 
                 raise TypeError(f)
             out[f] = arr.astype(np.int64)
         for f in _STR_TRACK_FIELDS:
-            arr = np.asarray(cols[f], dtype=object)
+            arr = np.fromiter(cols[f], dtype=object, count=len(cols[f]))  # 1-D even if a value is a list
             if len(arr) and pd.api.types.infer_dtype(arr, skipna=False) != "string":
                 raise TypeError(f)
             out[f] = arr
         for f, prefix in _URI_PREFIX.items():
             if len(flat) and not pd.Series(out[f]).str.startswith(prefix).all():
                 raise TypeError(f)
-    except (KeyError, TypeError):
+    except (KeyError, TypeError, ValueError, OverflowError):  # a list, dict or huge int where a number belongs
         _locate_track_error(pls, label)
         raise  # pragma: no cover - the slow path always finds the culprit
     return out, counts
