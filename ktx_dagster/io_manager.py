@@ -8,6 +8,11 @@ Atomicity: locally the bytes go to a hidden temporary file in the target folder,
 `os.replace` renames it into place; on S3 the object is serialized in memory and sent in one
 PUT (s3fs switches to a multipart upload for big objects, which is invisible until completed).
 Either way a failed or killed write leaves no object under the final name.
+
+Storage failures a user must act on (a configured data root that does not exist, a missing
+bucket, no credentials, access denied, an S3 store that keeps failing after its retries) fail
+the step with an error naming the path, the setting that chose it and the fix (`data_dir.py`,
+`s3_errors.py`); S3 retries themselves are botocore's, configured in `data_dir.py`.
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ from upath import UPath
 from ktx_dagster.keys import FORMAT_METADATA_KEY, LOAD_METADATA_KEY
 from ktx_dagster.lazy import LazyPartitions
 from ktx_dagster.partitions import natural_sorted
-from ktx_dagster.data_dir import DataDir
+from ktx_dagster.data_dir import DataDir, ensure_local_root
 from ktx_dagster.formats import FORMATS, Format, format_by_name, format_for_object, serialize
+from ktx_dagster.s3_errors import s3_failures_explained
 
 PREVIEW_ROWS = 5
 
@@ -54,8 +60,14 @@ def markdown_preview(df: Any, rows: int = PREVIEW_ROWS) -> str:
 class KtxIOManager(UPathIOManager):
     extension = None  # chosen per object; see resources/formats.py
 
-    def __init__(self, base_path: UPath):
+    def __init__(self, base_path: UPath, root: str | None = None):
         super().__init__(base_path=base_path)
+        self._root = root or str(base_path)  # as configured: errors name the setting that chose it
+
+    def _explained(self, path: UPath, doing: str):
+        """S3 failures of one call, told with the bucket, the setting and the fix."""
+        endpoint = (path.storage_options.get("client_kwargs") or {}).get("endpoint_url")
+        return s3_failures_explained(str(path), doing, self._root, endpoint)
 
     # --- writing -------------------------------------------------------------------------
     def handle_output(self, context: OutputContext, obj: Any) -> None:
@@ -102,6 +114,7 @@ class KtxIOManager(UPathIOManager):
 
     def _write_atomic(self, obj: Any, fmt: Format, path: UPath) -> dict[str, Any]:
         if _is_local(path):
+            ensure_local_root(self._base_path, self._root)
             final = path.path
             os.makedirs(os.path.dirname(final), exist_ok=True)
             tmp = os.path.join(os.path.dirname(final), f".{os.path.basename(final)}.{uuid.uuid4().hex}.tmp")
@@ -118,21 +131,24 @@ class KtxIOManager(UPathIOManager):
                 raise
             return {**stats, "bytes": os.path.getsize(final)}
         data, stats = serialize(obj, fmt)  # fails before anything is sent
-        path.fs.pipe_file(path.path, data)
+        with self._explained(path, "writing"):
+            path.fs.pipe_file(path.path, data)
         return {**stats, "bytes": len(data)}
 
     def _remove_other_formats(self, stem: UPath, keep: Format) -> None:
         # An asset whose output type changed must not leave its old file to be loaded later.
         for other in self._stored(stem):
             if other[0] is not keep:
-                other[1].fs.rm_file(other[1].path)
+                with self._explained(other[1], "removing the old format"):
+                    other[1].fs.rm_file(other[1].path)
 
     # --- reading -------------------------------------------------------------------------
     def _stored(self, stem: UPath) -> list[tuple[Format, UPath]]:
         """Stored files for this stem, in FORMATS order (one listing, not a probe per format)."""
         pattern = re.sub(r"([*?\[])", r"[\1]", stem.path) + ".*"  # keys may hold glob characters
         try:
-            names = {p.rsplit("/", 1)[-1] for p in stem.fs.glob(pattern)}
+            with self._explained(stem, "listing"):
+                names = {p.rsplit("/", 1)[-1] for p in stem.fs.glob(pattern)}
         except FileNotFoundError:
             return []
         found = []
@@ -149,6 +165,8 @@ class KtxIOManager(UPathIOManager):
         else:
             stored = self._stored(stem)
             if not stored:
+                if _is_local(stem):
+                    ensure_local_root(self._base_path, self._root)  # a missing root, not a missing output
                 raise FileNotFoundError(f"no stored output at {stem}.* (not materialized yet?)")
             fmt, path = stored[0]
         unknown = sorted(set(read_options) - set(fmt.read_options))
@@ -163,7 +181,9 @@ class KtxIOManager(UPathIOManager):
             with open(path.path, "rb") as f:
                 return fmt.read(f, **read_options)
         # Remote: one GET of the whole object; the options still spare decoding the rest.
-        return fmt.read(io.BytesIO(path.fs.cat_file(path.path)), **read_options)
+        with self._explained(path, "reading"):
+            data = path.fs.cat_file(path.path)
+        return fmt.read(io.BytesIO(data), **read_options)
 
     @staticmethod
     def _declared_format(context: InputContext) -> str | None:
@@ -202,7 +222,7 @@ class DataDirIOManager(dg.ConfigurableIOManagerFactory):
     data_dir: DataDir
 
     def create_io_manager(self, context: dg.InitResourceContext) -> KtxIOManager:
-        return KtxIOManager(base_path=self.data_dir.path)
+        return KtxIOManager(base_path=self.data_dir.path, root=self.data_dir.root)
 
 
 def data_resources(root: str | os.PathLike | DataDir | None = None, endpoint_url: str | None = None) -> dict[str, Any]:

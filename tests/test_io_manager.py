@@ -43,6 +43,7 @@ def assert_same(kind, got, want):
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
 def root(request, tmp_path, monkeypatch):
     if request.param == "local":
+        (tmp_path / "data").mkdir()
         path = str(tmp_path / "data")
     else:
         path = request.getfixturevalue("s3_root")
@@ -215,23 +216,32 @@ def _overwrite_fails_mid_write(root, instance, monkeypatch) -> tuple[bytes, byte
 
 
 def test_failed_write_leaves_nothing_and_keeps_previous_output(root, instance, monkeypatch):
+    """Locally the new bytes are in the temporary file when the write fails; on S3 they are in
+    the upload's body, which is then never sent (a cut on the wire: tests/test_s3_faults.py)."""
     before, after, names = _overwrite_fails_mid_write(root, instance, monkeypatch)
     assert after == before  # the old output is intact
     assert names == ["p.parquet"]  # no temp leftovers
 
 
-def test_a_non_atomic_writer_would_fail_the_test_above(tmp_path, instance, monkeypatch):
-    """The check above can fail: writing straight to the final path leaves the failed
-    write's bytes where the previous output was."""
+def test_a_non_atomic_writer_would_fail_the_test_above(root, instance, monkeypatch):
+    """The check above can fail: writing straight to the final path leaves the failed write's
+    bytes where the previous output was. Locally: the file itself. On S3: s3fs's file object,
+    as `df.to_parquet("s3://...")` uses it; leaving its `with` block by an error still closes
+    it, and closing uploads what it was given. (A failure on the wire, an upload cut mid-body,
+    is tests/test_s3_faults.py's.)"""
     from ktx_dagster.io_manager import KtxIOManager
 
     def write_in_place(self, obj, fmt, path):
-        os.makedirs(os.path.dirname(path.path), exist_ok=True)
-        stats = fmt.write(obj, path.path)
-        return {**stats, "bytes": os.path.getsize(path.path)}
+        if path.protocol in ("", "file", "local"):
+            os.makedirs(os.path.dirname(path.path), exist_ok=True)
+            stats = fmt.write(obj, path.path)
+        else:
+            with path.fs.open(path.path, "wb") as f:
+                stats = fmt.write(obj, f)
+        return {**stats, "bytes": path.fs.size(path.path)}
 
     monkeypatch.setattr(KtxIOManager, "_write_atomic", write_in_place)
-    before, after, _ = _overwrite_fails_mid_write(str(tmp_path / "data"), instance, monkeypatch)
+    before, after, _ = _overwrite_fails_mid_write(root, instance, monkeypatch)
     assert after != before
 
 
