@@ -37,7 +37,7 @@ from ktx_dagster.compat import CheckRunHealthResult, ConfigurableClassData, Laun
 
 PID_TAG = warm.PID_TAG
 # Set by Dagster's DefaultRunLauncher on the runs it hands to a code server (the fallback).
-CODE_SERVER_TAG = "dagster/grpc_info"
+CODE_SERVER_TAG = ".dagster/grpc_info"
 
 
 def _same_python(executable: str | None) -> bool:

@@ -25,6 +25,7 @@ import dagster as dg
 import pytest
 
 from ktx_dagster.cli import main
+from ktx_dagster.warm import PID_TAG
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "fixtures"))
@@ -146,6 +147,7 @@ def test_a_run_killed_mid_write_leaves_no_partial_output_and_is_failed(crash):
     with _instance(crash.home) as instance:
         run = instance.get_run_by_id(run_id)
         assert run.status == dg.DagsterRunStatus.FAILURE
+        assert run.tags[PID_TAG] == str(crash.report["pid"])  # recorded by the run process: terminable from the UI
         failure = [e.dagster_event.message for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)]
     told = f"run process {crash.report['pid']} was killed by SIGKILL (the OOM killer or kill -9)"
     assert any(told in m for m in failure), failure

@@ -14,7 +14,7 @@ import yaml
 from dagster._core.definitions.reconstruct import ReconstructableRepository
 from dagster._core.launcher.base import WorkerStatus
 
-from ktx_dagster.run_launcher import PID_TAG, WarmRunLauncher
+from ktx_dagster.run_launcher import CODE_SERVER_TAG, PID_TAG, WarmRunLauncher
 
 REPO = Path(__file__).resolve().parents[1]
 DEFS = REPO / "tests" / "fixtures" / "run_defs.py"
@@ -158,6 +158,20 @@ def test_terminating_a_run_with_no_recorded_process_cancels_it(instance):
     message = _run_end_message(instance, run.run_id, dg.DagsterEventType.RUN_CANCELED)
     assert "no run process was ever recorded for it" in message, message
     assert not instance.run_launcher.terminate(run.run_id)  # over
+
+
+def test_health_of_a_run_without_a_recorded_process(instance):
+    """Run monitoring fails what the health check does not call RUNNING: a STARTED run no
+    process ever claimed is UNKNOWN (failed), one launched through its code server (the
+    fallback for another Python) is not this launcher's to judge."""
+    orphan = _create(instance, "sleepy", status=dg.DagsterRunStatus.STARTED)
+    health = instance.run_launcher.check_run_worker_health(orphan)
+    assert (health.status, health.msg) == (WorkerStatus.UNKNOWN, "no run process was ever recorded for this run")
+    from dagster._core.storage.tags import GRPC_INFO_TAG
+
+    assert CODE_SERVER_TAG == GRPC_INFO_TAG  # the tag Dagster's DefaultRunLauncher sets
+    fallback = _create(instance, "sleepy", status=dg.DagsterRunStatus.STARTED, tags={GRPC_INFO_TAG: "{}"})
+    assert instance.run_launcher.check_run_worker_health(fallback).status == WorkerStatus.RUNNING
 
 
 @pytest.mark.reliability(
