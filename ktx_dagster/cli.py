@@ -59,6 +59,8 @@ def sync(location: CodeLocation, instance: dg.DagsterInstance, log=print) -> dic
         added[source.name] = new = source.sync(instance, root)
         total = len(instance.get_dynamic_partitions(source.name))
         log(f"partitions {source.name}: {total} ({len(new)} new)")
+        if not total:  # forgotten inputs: say where we looked and how to fix it, not just "0"
+            log(f"  {source.no_inputs_message(root)}")
     return added
 
 

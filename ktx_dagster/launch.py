@@ -198,6 +198,11 @@ def materialize(
             log(f"{name}: skipped, an upstream transformation failed")
             continue
         keys = partition_keys_for(repo_def.assets_defs_by_key[key], instance)
+        if not keys:  # file partitions without one input file: nothing can run, which is no success
+            outcome.skipped = True
+            failed_assets.add(key)
+            log(f"{name}: no partitions, so nothing to run (no input files: see the partitions line above)")
+            continue
         if only_partitions is not None:
             keys = [k for k in keys if k in set(only_partitions)]
         if missing_only:
@@ -208,7 +213,7 @@ def materialize(
             if not keys:
                 continue
         if not keys:
-            log(f"{name}: no partitions yet (no input files under the data dir?)")
+            log(f"{name}: none of its partitions is among --partition {' '.join(only_partitions or [])}")
             continue
         log(f"{name}: {len(keys)} partition(s), up to {max_concurrent} at once")
         started = time.perf_counter()

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import dagster as dg
 import pytest
 from upath import UPath
@@ -146,3 +152,69 @@ def test_per_shard_reduction_over_all_parts(tmp_path, instance):
         resources=resources, instance=instance,
     )
     assert result.output_for_node("reduced") == {"kind": "b", "parts": ["0", "1", "2"]}
+
+
+def test_no_inputs_message_names_folder_pattern_what_is_there_and_the_fix(tmp_path):
+    files = FilePartitions("parts", "in", "part_*.txt")
+    root = UPath(tmp_path)
+    assert files.no_inputs_message(root) == (
+        f"no input files for partitions 'parts': nothing matches 'part_*.txt' in {root / 'in'} (the folder does not "
+        "exist). Fix: write the input files there, named like 'part_*.txt', or point the data dir (data_dir: / "
+        "KTX_DATA_DIR) at the root that holds them; then run again")
+    (tmp_path / "in").mkdir()
+    assert "(the folder is empty)" in files.no_inputs_message(root)
+    for name in ("Part_1.txt", "part_1.csv", "notes.md", "x"):
+        (tmp_path / "in" / name).write_text("")
+    assert "(the folder holds 4 other file(s): Part_1.txt, notes.md, part_1.csv, ...)" in files.no_inputs_message(root)
+    hinted = FilePartitions("parts", "in", "part_*.txt", inputs_hint="run make samples")
+    assert "Fix: run make samples, or point the data dir" in hinted.no_inputs_message(root)
+    chunks = ChunkedPartitions("chunks", upstream=hinted, size=2)
+    assert chunks.no_inputs_message(root) == hinted.no_inputs_message(root)
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _ktx(command: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "KTX_DATA_DIR": str(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path / "home"),
+           "KTX_DEPLOYMENT": "local", "KTX_MAX_CONCURRENT": "2"}
+    return subprocess.run([sys.executable, "-m", "ktx_dagster", command, "-m", "spotify_mpc.definitions", *args],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.reliability(
+    "bad input", case="an empty data dir",
+    injected="ktx sync / ktx materialize -m spotify_mpc.definitions with KTX_DATA_DIR pointing at an empty folder",
+    seen="\"partitions mpd_slice_files: 0 (0 new)\" then \"no input files for partitions 'mpd_slice_files': nothing "
+         "matches 'mpd.slice.*.json' in <data>/spotify_mpc/raw (the folder does not exist). Fix: copy the MPD's "
+         "data/mpd.slice.*.json files into <data dir>/spotify_mpc/raw, or write a synthetic contest there with python "
+         "-m spotify_mpc.samples write, or point the data dir (data_dir: / KTX_DATA_DIR) at the root that holds them\"; "
+         "mpd_slices 'no partitions, so nothing to run', every downstream asset skipped, exit status 1",
+    outcome="no run starts and nothing is written; not a zero-partition success; after writing the inputs the "
+            "same command registers and materializes them")
+def test_an_empty_data_dir_is_told_plainly_and_is_no_success(tmp_path):
+    listed = _ktx("sync", tmp_path)
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    folder = tmp_path / "data" / "spotify_mpc" / "raw"
+    told = (f"no input files for partitions 'mpd_slice_files': nothing matches 'mpd.slice.*.json' in {folder} "
+            "(the folder does not exist). Fix: copy the MPD's data/mpd.slice.*.json files into "
+            "<data dir>/spotify_mpc/raw, or write a synthetic contest there with python -m spotify_mpc.samples write")
+    assert "partitions mpd_slice_files: 0 (0 new)" in listed.stdout and told in listed.stdout, listed.stdout
+
+    run = _ktx("materialize", tmp_path, "--select", "mpd_slices", "playlists")
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert told in run.stdout and "mpd_slices: no partitions, so nothing to run" in run.stdout, run.stdout
+    assert "playlists: skipped, an upstream transformation failed" in run.stdout
+    assert not (tmp_path / "data" / "mpd_slices").exists()
+
+    folder.mkdir(parents=True)
+    (folder / "mpd.slice.0-999.json").write_bytes(json.dumps({
+        "info": {"slice": "0-999"}, "playlists": [{
+            "pid": 7, "name": "x", "modified_at": 1, "num_tracks": 1, "collaborative": "false", "tracks": [{
+                "pos": 0, "track_uri": "spotify:track:" + "1" * 22, "artist_uri": "spotify:artist:" + "2" * 22,
+                "album_uri": "spotify:album:" + "3" * 22, "track_name": "t", "artist_name": "a", "album_name": "b",
+                "duration_ms": 1000}]}]}).encode())
+    fixed = _ktx("materialize", tmp_path, "--select", "mpd_slices")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert "partitions mpd_slice_files: 1 (1 new)" in fixed.stdout and "no input files" not in fixed.stdout
+    assert (tmp_path / "data" / "mpd_slices" / "0-999.parquet").exists()
