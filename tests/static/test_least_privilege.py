@@ -328,3 +328,25 @@ def test_the_ui_listens_on_loopback_only():
     assert len(lines) >= 2, lines
     for line in lines:
         assert re.search(r"dagster dev (.* )?(-h|--host) 127\.0\.0\.1\b", line), line
+
+
+@pytest.mark.reliability(
+    "security", case="S3 access from the environment or the pod's role",
+    injected="AWS keys set in the environment while the data dir's S3 options and the DataDir resource's config "
+             "are built",
+    seen="the S3 options carry only the endpoint and retry settings (s3fs/botocore find the keys in the "
+         "environment, or the IRSA pod role on EKS); the resource has no field for a key",
+    outcome="a key copied into storage options or run config (where Dagster would store and show it) fails the test")
+def test_s3_access_comes_from_the_environment(monkeypatch):
+    from ktx_dagster import DataDir
+    from ktx_dagster.data_dir import s3_storage_options
+
+    planted = {"AWS_ACCESS_KEY_ID": "AKIAPLANTED000000000", "AWS_SECRET_ACCESS_KEY": "planted-secret-value",
+               "AWS_SESSION_TOKEN": "planted-token-value"}  # pragma: allowlist secret
+    for name, value in planted.items():
+        monkeypatch.setenv(name, value)
+    options = json.dumps(s3_storage_options("http://127.0.0.1:9"), default=repr)
+    assert not [v for v in planted.values() if v in options], options
+    assert not re.search(r'"(key|secret|token|aws_\w+)"\s*:', options), options
+    fields = [f for f in DataDir.model_fields if SECRET_NAME.search(f) or f in ("key", "secret", "token")]
+    assert fields == [], f"DataDir takes credentials in its config: {fields}"
