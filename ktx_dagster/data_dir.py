@@ -17,9 +17,13 @@ S3 retries (`s3_storage_options`): botocore's "standard" mode, `KTX_S3_MAX_ATTEM
 stops a client retrying into a store that keeps failing. "standard" rather than "adaptive":
 adaptive adds a client-side rate limiter that learns from throttling over many requests of one
 long-lived client, while a step is a short process (one partition) making a handful of
-requests, so it would never learn anything and the state dies with the pod. s3fs wraps every
-call in up to 5 rounds of its own (`S3FileSystem.retries`) for dropped connections, timeouts
-and SlowDown that outlast botocore's attempts; other 5xx and 4xx errors are not retried again.
+requests, so it would never learn anything and the state dies with the pod. Not botocore's own
+default here either, "legacy": it has neither the retry quota nor a cap on the backoff. s3fs wraps every
+call in up to 5 rounds of its own (`S3FileSystem.retries`, not settable per filesystem) for
+dropped connections, timeouts and SlowDown that outlast botocore's attempts, so a store that
+stays down or throttles is given up on after at most 5 x 5 attempts (about a minute of backoff);
+other 5xx errors after 5, and 4xx errors (403, NoSuchBucket) at once. Below botocore, aiohttp
+sends an idempotent request (PUT, GET) once more when a kept-alive connection drops under it.
 `KTX_S3_READ_TIMEOUT` (seconds, default s3fs's 15) bounds how long a response may stall before
 it counts as failed and is retried. AWS's own `AWS_RETRY_MODE` / `AWS_MAX_ATTEMPTS` are honoured
 when set.
@@ -142,6 +146,8 @@ class DataDir(dg.ConfigurableResource):
         # exists is the step's business (the webserver need not see the pods' mount or role).
         if not isinstance(root, dg.EnvVar):
             check_root_syntax(root, setting=root_setting(root) or "default")
+            if root.startswith("s3://"):
+                s3_retry_config()  # a typo in KTX_S3_MAX_ATTEMPTS / KTX_S3_READ_TIMEOUT, too
         return root
 
     @property

@@ -100,12 +100,11 @@ def test_a_data_root_no_store_serves_fails_when_the_code_location_loads(root, mo
 
 
 @pytest.mark.parametrize("setting,value", [("KTX_S3_MAX_ATTEMPTS", "0"), ("KTX_S3_READ_TIMEOUT", "soon")])
-def test_a_bad_s3_retry_setting_names_itself(setting, value, monkeypatch):
-    from ktx_dagster.data_dir import s3_retry_config
-
+def test_a_bad_s3_retry_setting_fails_when_the_code_location_loads(setting, value, monkeypatch):
+    monkeypatch.setenv("KTX_DATA_DIR", "s3://some-bucket/ktx")
     monkeypatch.setenv(setting, value)
     with pytest.raises(ValueError, match=rf"{setting}='{value}' must be a .*number > 0; unset it for the default"):
-        s3_retry_config()
+        definitions_for(assets=[notes], deployment="local")
 
 
 @pytest.mark.s3
