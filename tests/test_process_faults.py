@@ -206,3 +206,13 @@ def test_exit_code_is_zero_only_when_every_partition_succeeded(crash, capsys):
     assert "exit status:\n  0  every selected partition succeeded" in help_text, help_text
     assert "\n  1  a partition failed, or was skipped because its upstream failed" in help_text
     assert "\n  2  bad arguments" in help_text
+
+
+def test_a_dead_run_process_is_described_in_the_users_terms():
+    """What the CLI and the run's failure say when a run process ends without ending its run."""
+    from ktx_dagster.launch import describe_death
+
+    assert describe_death(41, -9) == (
+        "run process 41 was killed by SIGKILL (the OOM killer or kill -9) before the run ended (exit -9)")
+    assert describe_death(41, -11) == "run process 41 was killed by SIGSEGV before the run ended (exit -11)"
+    assert describe_death(41, 3) == "run process 41 exited with 3 before the run ended (a crash in the process)"
