@@ -60,6 +60,7 @@ from ktx_dagster.compat import (
     StepHandlerContext,
     merge_dicts,
 )
+from ktx_dagster.executors import step_worker
 from ktx_dagster.executors.stragglers import straggler_message
 from ktx_dagster.task_resources import (
     EXPECTED_DURATION_TAG,
@@ -87,9 +88,6 @@ DATA_MOUNT = "/mnt/data"
 GPU_RESOURCE = "nvidia.com/gpu"
 DISRUPTION_CONDITION = "DisruptionTarget"
 MAX_DISRUPTION_RELAUNCHES = 3
-# The step pod's entry point: Dagster's step worker under a process that keeps a disruption's
-# SIGTERM from failing the step (the args stay `dagster api execute_step`).
-STEP_WORKER_COMMAND = ("python", "-m", "ktx_dagster.executors.step_worker")
 
 _LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _HASH_LEN = 10
@@ -358,7 +356,9 @@ def step_pod_context() -> K8sContainerContext:
     tells stragglers (the step's own process does elsewhere)."""
     return K8sContainerContext(env=[{"name": STRAGGLERS_TOLD_BY_ENV, "value": "executor"}],
                                run_k8s_config=UserDefinedDagsterK8sConfig.from_dict({
-        "container_config": {"command": list(STEP_WORKER_COMMAND)},
+        # Dagster's step worker under a process that keeps a disruption's SIGTERM from failing
+        # the step; the args stay `dagster api execute_step`.
+        "container_config": {"command": list(step_worker.POD_COMMAND)},
         "job_spec_config": {"podFailurePolicy": {"rules": [
             {"action": "FailJob", "onPodConditions": [{"type": DISRUPTION_CONDITION, "status": "True"}]},
         ]}},

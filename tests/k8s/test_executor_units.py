@@ -230,7 +230,7 @@ def test_disruption_diagnosis_from_the_pod_or_once_it_is_gone_from_the_job():
 def test_step_jobs_start_the_step_worker_entry_point_and_fail_on_disruption():
     job = render_step_job(K8sSettings.from_env("minikube", env={}), transformation="t", partition="p", k8s_config={})
     (container,) = job["spec"]["template"]["spec"]["containers"]
-    assert container["command"] == ["python", "-m", "ktx_dagster.executors.step_worker"]
+    assert container["command"][:2] == ["python", "-c"] and "step_worker.main" in container["command"][2]
     assert container["args"][:3] == ["dagster", "api", "execute_step"]
     assert job["spec"]["backoffLimit"] == 0
     assert job["spec"]["podFailurePolicy"] == {"rules": [
