@@ -6,7 +6,8 @@ of many upstream partitions, and size / row-count metadata on every output.
 
 Atomicity: locally the bytes go to a hidden temporary file in the target folder, then
 `os.replace` renames it into place; on S3 the object is serialized in memory and sent in one
-PUT (s3fs switches to a multipart upload for big objects, which is invisible until completed).
+PUT (s3fs switches to a multipart upload for big objects, which is invisible until completed
+and aborted if a part fails).
 Either way a failed or killed write leaves no object under the final name.
 
 Storage failures a user must act on (a configured data root that does not exist, a missing
@@ -59,6 +60,9 @@ def markdown_preview(df: Any, rows: int = PREVIEW_ROWS) -> str:
 
 class KtxIOManager(UPathIOManager):
     extension = None  # chosen per object; see resources/formats.py
+    # S3: an object of at least two parts of this size goes up as a multipart upload (s3fs:
+    # invisible until completed, aborted when a part fails); anything smaller in one PUT.
+    multipart_chunksize = 50 * 2**20
 
     def __init__(self, base_path: UPath, root: str | None = None):
         super().__init__(base_path=base_path)
@@ -132,7 +136,7 @@ class KtxIOManager(UPathIOManager):
             return {**stats, "bytes": os.path.getsize(final)}
         data, stats = serialize(obj, fmt)  # fails before anything is sent
         with self._explained(path, "writing"):
-            path.fs.pipe_file(path.path, data)
+            path.fs.pipe_file(path.path, data, chunksize=self.multipart_chunksize)
         return {**stats, "bytes": len(data)}
 
     def _remove_other_formats(self, stem: UPath, keep: Format) -> None:

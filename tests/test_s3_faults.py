@@ -246,3 +246,50 @@ def test_a_writer_that_deletes_before_uploading_would_fail_the_test_above(bucket
     monkeypatch.setattr(KtxIOManager, "_write_atomic", delete_then_upload)
     before, after, _, _ = _overwrite_cut_mid_upload(bucket, proxy, instance)
     assert after != before
+
+
+PART = 5 * 2**20  # S3's (and moto's) smallest part but the last
+
+
+@pytest.mark.parametrize("times", [
+    pytest.param(1, marks=pytest.mark.reliability(
+        "fault", case="a part of a multipart upload cut mid-body (transient)",
+        injected="a 12 MiB output uploaded in 5 MiB parts; the proxy forwards 1 MiB of part 2, then drops both "
+                 "connections",
+        seen="nothing but a slower step: the part is sent again",
+        outcome="the object complete and byte-identical; no multipart upload left open")),
+    pytest.param(None, marks=pytest.mark.reliability(
+        "fault", case="a part of a multipart upload cut mid-body (every attempt)",
+        injected="re-running a stored partition as a 12 MiB multipart upload whose part 2 is cut after 1 MiB every time",
+        seen="the step fails: 'writing s3://<bucket>/ktx/big/p.bin: S3 ... kept failing (ConnectionClosedError) ...'",
+        outcome="the previous object intact; the multipart upload aborted (none left open, nothing visible); the "
+                "re-run completes")),
+])
+def test_a_multipart_upload_cut_mid_part_never_shows_a_partial_object(times, bucket, proxy, instance, monkeypatch):
+    monkeypatch.setenv("KTX_S3_MAX_ATTEMPTS", "2")
+    monkeypatch.setattr(KtxIOManager, "multipart_chunksize", PART)
+    payloads = {"old": b"old output", "new": bytes(range(256)) * (12 * 2**20 // 256)}
+    state = {"value": payloads["old"]}
+
+    @transformation(partitions=["p"])
+    def big(context) -> bytes:
+        return state["value"]
+
+    resources = data_resources()
+    assert dg.materialize([big], partition_key="p", resources=resources, instance=instance).success
+    state["value"] = payloads["new"]
+    proxy.inject(Fault("cut", after_bytes=2**20, method="PUT", path=r"/big/p\.bin\?.*partNumber=2", times=times))
+    result = dg.materialize([big], partition_key="p", resources=resources, instance=instance, raise_on_error=False)
+
+    assert proxy.requests("POST", r"/big/p\.bin\?uploads")  # it did go up as a multipart upload
+    assert [s.action for s in proxy.requests("PUT", "partNumber=2")][0].startswith("cut")
+    assert bucket.uploads_in_progress() == []
+    if times == 1:
+        assert result.success
+        assert bucket.objects() == {"ktx/big/p.bin": payloads["new"]}
+        return
+    assert not result.success and "ktx/big/p.bin" in step_error(result)
+    assert bucket.objects() == {"ktx/big/p.bin": payloads["old"]}
+    proxy.clear()
+    assert dg.materialize([big], partition_key="p", resources=resources, instance=instance).success
+    assert bucket.objects() == {"ktx/big/p.bin": payloads["new"]}
