@@ -215,6 +215,13 @@ def _overwrite_fails_mid_write(root, instance, monkeypatch) -> tuple[bytes, byte
     return before, target.read_bytes(), sorted(p.name for p in target.parent.iterdir())
 
 
+@pytest.mark.reliability(
+    "fault", case="a write failing after its bytes went out",
+    injected="re-running a stored partition with a parquet writer that writes every byte, then raises 'No space left "
+             "on device'",
+    seen="the step fails with that error",
+    outcome="the previous output intact byte for byte, no temporary file left; a writer straight to the final path "
+            "(locally, or s3fs's file object on S3) is shown to fail this test")
 def test_failed_write_leaves_nothing_and_keeps_previous_output(root, instance, monkeypatch):
     """Locally the new bytes are in the temporary file when the write fails; on S3 they are in
     the upload's body, which is then never sent (a cut on the wire: tests/test_s3_faults.py)."""
