@@ -69,7 +69,9 @@ def _official_challenge(data_dir: DataDir) -> bytes | None:
 def mpd_slices(context: dg.AssetExecutionContext, data_dir: DataDir) -> pd.DataFrame:
     """One slice file of the MPD (real or generated), parsed: one row per track entry."""
     path = SLICE_FILES.path_for(data_dir.path, context.partition_key)
-    frame = steps.mpd_slices(path.read_bytes(), str(path))
+    others = {key: (lambda key=key: SLICE_FILES.path_for(data_dir.path, key).read_bytes())
+              for key in SLICE_FILES.discover(data_dir.path) if key != context.partition_key}
+    frame = steps.mpd_slices(path.read_bytes(), str(path), others)
     context.log.info(f"{path.name}: {frame['pid'].nunique()} playlists, {len(frame)} track entries")
     return frame
 

@@ -76,7 +76,7 @@ def _load(source: Source, name: str | None) -> tuple[Any, str]:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         at = f"line {exc.lineno}, column {exc.colno} (character {exc.pos})"
-        if not text[exc.pos:].strip():
+        if _cut_short(text[exc.pos:], exc.msg):
             raise MpdFormatError(label, at, f"the JSON ends before it is complete ({exc.msg}): the file is truncated",
                                  "copy the whole file again (a slice ends with '}' closing its top-level object)") from exc
         raise MpdFormatError(label, at, f"is not valid JSON: {exc.msg}",
@@ -93,6 +93,16 @@ def _load(source: Source, name: str | None) -> tuple[Any, str]:
         raise MpdFormatError(label, f"line {line}, character {bad}", f"{text[bad:bad + 6]} is half of a UTF-16 pair",
                              "escape the whole character (both halves) or write it as UTF-8")
     return doc, label
+
+
+_PARTIAL_LITERAL = re.compile(r"t(r(ue?)?)?|f(a(l(se?)?)?)?|n(u(ll?)?)?|-?[0-9]*(\.[0-9]*)?([eE][+-]?[0-9]*)?|\\(u[0-9a-fA-F]{0,3})?")
+
+
+def _cut_short(rest: str, msg: str) -> bool:
+    """Whether JSON that fails here simply stops early: nothing left, a string running to the
+    end, or a partial last literal, number or escape."""
+    return (not rest.strip() or msg.startswith("Unterminated string")
+            or (msg.startswith("Invalid \\uXXXX escape") and '"' not in rest) or bool(_PARTIAL_LITERAL.fullmatch(rest)))
 
 
 def _lone_surrogate(text: str) -> int | None:
@@ -331,6 +341,12 @@ def read_challenge_set(source: Source, name: str | None = None) -> ChallengeSet:
                              + "; ".join(f"{name} ({'title, ' if t else 'no title, '}{n} {'random' if r else 'first'} seeds)"
                                          for name, (t, n, r) in zip(CATEGORY_NAMES, CATEGORIES)))
     return ChallengeSet(playlists, seeds)
+
+
+def pid_range(file_name: str) -> tuple[int, int] | None:
+    """(first pid, last pid) a slice's file name claims, None if it is no MPD slice name."""
+    m = SLICE_NAME.match(file_name)
+    return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 def slice_range(file_name: str) -> tuple[int, int]:

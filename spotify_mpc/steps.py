@@ -60,6 +60,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -128,8 +129,28 @@ def _cooc_lookup(tables: Mapping[Any, Loader], n_shards: int) -> cooc_mod.CoocLo
 # --------------------------------------------------------------------------- assets
 
 
-def mpd_slices(raw: bytes, file_name: str) -> pd.DataFrame:
-    return mpd_io.read_slice(raw, file_name)
+def mpd_slices(raw: bytes, file_name: str, other_slices: Mapping[str, Loader] | None = None) -> pd.DataFrame:
+    """The slice parsed. other_slices: the other slice files present (key -> loader of their
+    bytes); one whose pid range overlaps this one's is read, and a pid in both raises naming
+    both files and the pid, so a duplicate is caught whichever parts the two slices fall in."""
+    frame = mpd_io.read_slice(raw, file_name)
+    mine = mpd_io.pid_range(Path(file_name).name)
+    for key, load in (other_slices or {}).items():
+        theirs = mpd_io.pid_range(mpd_io.slice_file_name(key))
+        if mine is None or theirs is None or theirs[0] > mine[1] or theirs[1] < mine[0]:
+            continue  # disjoint ranges (every real MPD slice): no pid can be in both
+        try:
+            other = mpd_io.read_slice(load(), mpd_io.slice_file_name(key))
+        except mpd_io.MpdFormatError:
+            continue  # its own partition reports it
+        both = np.intersect1d(frame["pid"].unique(), other["pid"].unique())
+        if len(both):
+            raise mpd_io.MpdFormatError(
+                f"{file_name} and {mpd_io.slice_file_name(key)}", f"pid {both[0]}",
+                f"is in both slices ({len(both)} pid(s) repeated)",
+                "a pid belongs to exactly one slice: drop the repeated playlists from one file "
+                "(or remove a copied slice), then re-run both slices' partitions")
+    return frame
 
 
 def playlists(slices: Mapping[str, Loader]) -> pd.DataFrame:

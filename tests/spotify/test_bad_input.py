@@ -20,7 +20,7 @@ import pytest
 from ktx_dagster.data_dir import data_root
 from ktx_dagster.io_manager import data_resources
 from spotify_mpc import assets as spotify
-from spotify_mpc import mpd_io
+from spotify_mpc import mpd_io, steps
 
 from .records import dumps, playlist, slice_doc, track
 
@@ -224,32 +224,54 @@ def test_a_slice_broken_after_it_was_stored_keeps_its_stored_output(data):
 
 @pytest.mark.reliability(
     "bad input", case="duplicate pids across slices",
-    injected="two valid slices of one part (mpd.slice.0-999.json, mpd.slice.500-1499.json) both holding pid 600",
-    seen="the part's playlists step fails: 'mpd.slice.0-999.json and mpd.slice.500-1499.json: pid 600: is in both "
-         "slices (1 pid(s) repeated). Fix: a pid belongs to exactly one slice: drop the repeated playlists from one "
-         "file (or remove a copied slice), then re-run this part'",
-    outcome="both mpd_slices partitions succeed (each slice alone is valid); only that part's playlists partition "
-            "fails, nothing of it stored; the other part's output unchanged; re-run after the fix succeeds")
-def test_duplicate_pids_across_slices_fail_the_part_that_joins_them(data):
+    injected="pid 600 in mpd.slice.0-999.json and in mpd.slice.500-1499.json, two valid slices that fall in "
+             "different parts",
+    seen="both slices' mpd_slices steps fail: '<path>/mpd.slice.0-999.json and mpd.slice.500-1499.json: pid 600: is "
+         "in both slices (1 pid(s) repeated). Fix: a pid belongs to exactly one slice: drop the repeated playlists "
+         "from one file (or remove a copied slice), then re-run both slices' partitions'",
+    outcome="only the two mpd_slices partitions holding the pid fail (a slice whose range overlaps without a "
+            "shared pid passes), nothing of them stored; the others unchanged; re-running the two after the fix "
+            "succeeds")
+def test_duplicate_pids_across_slices_fail_both_slices_whatever_their_parts(data):
     assert spotify.PARTS.size == 2, "this test lays out parts of two slices (KTX_SPOTIFY_SIZE=mini)"
     first = _slice(0)
     first["playlists"][0]["pid"] = 600
     data.write("0-999", first)
-    data.write("500-1499", slice_doc(500, 1499, [playlist(600, "again", [track(p, 700 + p) for p in range(5)])]))
+    data.write("100-199", slice_doc(100, 199, _slice(100)["playlists"]))  # overlaps 0-999's range, no shared pid
+    copy = slice_doc(500, 1499, [playlist(600, "again", [track(p, 700 + p) for p in range(5)])])
+    data.write("500-1499", copy)
     data.write("2000-2999", _slice(2000))
-    data.write("3000-3999", _slice(3000))
     data.sync()
-    assert data.instance.get_dynamic_partitions(spotify.PARTS.name) == ["0", "1"]  # [0-999, 500-1499], [2000, 3000]
-    for key in data.instance.get_dynamic_partitions(spotify.SLICE_FILES.name):
+    parts = {"0": ["0-999", "100-199"], "1": ["500-1499", "2000-2999"]}  # the pid's slices in different parts
+    assert steps.part_keys(data.instance.get_dynamic_partitions(spotify.SLICE_FILES.name), 2) == parts
+
+    results = {key: data.materialize(spotify.mpd_slices, key) for key in ("100-199", "2000-2999", "0-999", "500-1499")}
+    assert {key for key, result in results.items() if not result.success} == {"0-999", "500-1499"}
+    for key, other in (("0-999", "500-1499"), ("500-1499", "0-999")):
+        error = step_error(results[key])
+        assert (f"{data.raw / mpd_io.slice_file_name(key)} and {mpd_io.slice_file_name(other)}: pid 600: is in both "
+                "slices (1 pid(s) repeated). Fix: a pid belongs to exactly one slice") in error, error
+    before = data.outputs(spotify.mpd_slices)
+    assert set(before) == {"100-199.parquet", "2000-2999.parquet"}
+    assert data.materialized(spotify.mpd_slices) == {"100-199", "2000-2999"}
+
+    copy["playlists"][0]["pid"] = 601
+    data.write("500-1499", copy)
+    for key in ("0-999", "500-1499"):
         assert data.materialize(spotify.mpd_slices, key).success
+    after = data.outputs(spotify.mpd_slices)
+    assert {k: v for k, v in after.items() if k in before} == before
+    assert data.materialized(spotify.mpd_slices) == {"0-999", "100-199", "500-1499", "2000-2999"}
 
-    def fix():
-        data.write("500-1499", slice_doc(500, 1499, [playlist(601, "again", [track(p, 700 + p) for p in range(5)])]))
-        assert data.materialize(spotify.mpd_slices, "500-1499").success
 
-    _assert_fails_alone_then_fixed(data, spotify.playlists, "0", fix, (
-        "mpd.slice.0-999.json and mpd.slice.500-1499.json", "pid 600", "is in both slices", "re-run this part"))
-    assert sorted(pd.read_parquet(data.root / "playlists" / "0.parquet")["pid"].unique()) == [1, 2, 600, 601]
+def test_duplicate_pids_within_a_part_are_named_by_its_playlists_step():
+    """Keys that are no MPD ranges escape the slices' overlap check; the part that joins them still sees it."""
+    a = mpd_io.read_slice(dumps(_slice(0)), "a.json")
+    b = mpd_io.read_slice(dumps(_slice(0, n=1)), "b.json")
+    with pytest.raises(mpd_io.MpdFormatError, match=r"^mpd\.slice\.x\.json and mpd\.slice\.y\.json: pid 0: is in both "
+                                                    r"slices \(1 pid\(s\) repeated\)\. Fix: .* re-run this part$"):
+        steps.playlists({"x": lambda: a, "y": lambda: b})
+    assert len(steps.playlists({"x": lambda: a})) == len(a)
 
 
 def _challenge_doc(extra_playlist: dict | None = None) -> dict:

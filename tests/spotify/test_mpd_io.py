@@ -65,6 +65,18 @@ def test_read_challenge_set_categories():
     (lambda d: d["playlists"][0].update(collaborative="yes"), "'true' or 'false'"),
     (lambda d: d.pop("info"), "has no 'info' object"),
     (lambda d: d["info"].update(slice="1000-1999"), "pids span 0-3"),
+    (lambda d: d["info"].update(slice=999), "info.slice: is 999. Fix: use the form '<first pid>-<last pid>'"),
+    (lambda d: d.update(info={"slice": "0-1999"}), "file name: says pids 0-999 but info.slice says 0-1999 (pids 0-3). "
+                                                   "Fix: rename the file to mpd.slice.0-1999.json"),
+    (lambda d: d.pop("playlists"), "top level: has no 'playlists' array"),
+    (lambda d: d["playlists"][1].update(pid=2**64), "playlist #1 (pid 18446744073709551616): field 'pid' is"),
+    (lambda d: d["playlists"][1].update(pid=0), "playlists #0 and #1: both have pid 0. Fix: each playlist of a slice"),
+    (lambda d: d["playlists"][2].update(tracks=[], num_tracks=0), "playlist #2 (pid 2): has no tracks"),
+    (lambda d: d["playlists"][0]["tracks"][1].update(pos=40000), "field 'pos' is 40000. Fix: 'pos' must be an integer "
+                                                                 "from 0 to 32767"),
+    (lambda d: d["playlists"][0]["tracks"][1].update(track_name=["a"]), "track #1: field 'track_name' is ['a']"),
+    (lambda d: d["playlists"][0]["tracks"][1].update(duration_ms=[1, 2]), "field 'duration_ms' is [1, 2]"),
+    (lambda d: d["playlists"][0].update(name="\ud83c"), "\\ud83c is half of a UTF-16 pair. Fix: escape the whole"),
 ])
 def test_malformed_slice_names_file_field_and_fix(mutate, expected):
     doc = _slice()
@@ -76,8 +88,13 @@ def test_malformed_slice_names_file_field_and_fix(mutate, expected):
 
 
 def test_not_json_and_missing_file(tmp_path):
-    with pytest.raises(mpd_io.MpdFormatError, match="not valid JSON"):
+    with pytest.raises(mpd_io.MpdFormatError, match=r"^a\.json: line 1, column 2 \(character 1\): is not valid JSON"):
         mpd_io.read_slice(b"{nope", "a.json")
+    with pytest.raises(mpd_io.MpdFormatError, match=r"^a\.json: line 2, column 10 \(character 20\): the JSON ends "
+                                                    r"before it is complete .*: the file is truncated\. Fix: copy"):
+        mpd_io.read_slice(b'{"info": {\n"slice": "0-9', "a.json")
+    with pytest.raises(mpd_io.MpdFormatError, match=r"^a\.json: byte 14 \(line 2\): byte 0xe9 is not UTF-8\. Fix: "):
+        mpd_io.read_slice(b'{"info": {},\n"\xe9t\xe9": 1}', "a.json")
     with pytest.raises(mpd_io.MpdFormatError, match="cannot be read"):
         mpd_io.read_slice(tmp_path / "missing.json")
 

@@ -105,8 +105,7 @@ def test_a_truncated_slice_raises_the_clear_error_naming_the_position(doc, data)
     cut = data.draw(st.integers(0, len(raw.rstrip()) - 1))
     with pytest.raises(mpd_io.MpdFormatError) as err:
         mpd_io.read_slice(raw[:cut], NAME)
-    assert str(err.value).startswith(f"{NAME}: ")
-    assert "truncated" in err.value.problem or "not valid JSON" in err.value.problem or "top level" in err.value.where
+    assert str(err.value).startswith(f"{NAME}: line ") and "the file is truncated" in err.value.problem
 
 
 json_values = st.recursive(
