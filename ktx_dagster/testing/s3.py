@@ -1,4 +1,8 @@
-"""A real S3 protocol endpoint on loopback (moto's server mode), for tests and benchmarks."""
+"""A real S3 protocol endpoint on loopback (moto's server mode), for tests and benchmarks.
+
+To put faults between the code and it (5xx, SlowDown, slow or cut responses), front it with
+`ktx_dagster.testing.s3_faults.faulty_s3_proxy`.
+"""
 
 from __future__ import annotations
 
