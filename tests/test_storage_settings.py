@@ -15,7 +15,7 @@ import pytest
 from ktx_dagster import definitions_for, transformation
 from ktx_dagster.data_dir import DataDir
 
-SECRET = "wJalrXUtnFEMI-not-a-real-secret-ktx-7Q"  # planted: must never be shown
+SECRET = "wJalrXUtnFEMI-not-a-real-secret-ktx-7Q"  # planted: must never be shown  # pragma: allowlist secret
 
 
 @transformation(partitions=["a", "b"], format="text")
