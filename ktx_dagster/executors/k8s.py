@@ -388,6 +388,61 @@ def _as_class(context: K8sContainerContext, cls: type[K8sContainerContext]) -> K
     )
 
 
+# --------------------------------------------------------------------------- cluster access
+
+
+class ClusterAccessError(RuntimeError):
+    """The Kubernetes API cannot be reached from where the steps are launched."""
+
+
+_ACCESS_FIX = ("Fix: point KUBECONFIG (or KTX_KUBECONFIG) at the kubeconfig of a cluster that is up "
+               "(`minikube start` and `aws eks update-kubeconfig` write ~/.kube/config), choose its context "
+               "with KTX_KUBE_CONTEXT, or run locally with KTX_DEPLOYMENT=local.")
+
+
+def kubeconfig_source(env: Mapping[str, str] | None = None) -> str:
+    """Which setting named the kubeconfig, for error messages."""
+    env = os.environ if env is None else env
+    for name in ("KTX_KUBECONFIG", "KUBECONFIG"):
+        if env.get(name, "").strip():
+            return name
+    return "KUBECONFIG (not set: the default)"
+
+
+def check_cluster_access(kubeconfig: str | None, context: str | None, source: str, timeout: float = 5.0) -> None:
+    """Before any Job is created: the kubeconfig exists and loads, its context exists, and its
+    API server answers. Raises ClusterAccessError naming the file (or server), the setting and
+    the fix."""
+    import kubernetes
+    import urllib3
+
+    path = os.path.expanduser(kubeconfig or kubernetes.config.KUBE_CONFIG_DEFAULT_LOCATION)
+    if not os.path.isfile(path):
+        raise ClusterAccessError(
+            f"{source}={path}: no such kubeconfig file, so the Kubernetes executor cannot reach a cluster and "
+            f"created no Job. {_ACCESS_FIX}")
+    configuration = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_kube_config(path, context=context, client_configuration=configuration)
+    except (kubernetes.config.ConfigException, OSError, ValueError, TypeError, KeyError) as exc:
+        what = f"KTX_KUBE_CONTEXT={context}: " if context else ""
+        raise ClusterAccessError(
+            f"{what}the kubeconfig {path} ({source}) cannot be used: {exc}. No Job was created. {_ACCESS_FIX}"
+        ) from exc
+    configuration.retries = 1
+    try:
+        with kubernetes.client.ApiClient(configuration) as api:
+            kubernetes.client.VersionApi(api).get_code(_request_timeout=timeout, _preload_content=False)
+    except kubernetes.client.ApiException:
+        return  # it answered (401/403 are the credentials' business, told by the first real call)
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        used = f", context {context} (KTX_KUBE_CONTEXT)" if context else ""
+        raise ClusterAccessError(
+            f"the Kubernetes API server {configuration.host} does not answer ({reason}); it comes from the kubeconfig "
+            f"{path} ({source}{used}). No Job was created. {_ACCESS_FIX}") from exc
+
+
 # --------------------------------------------------------------------------- step handler
 
 
@@ -404,6 +459,10 @@ class KtxK8sStepHandler(K8sStepHandler):
         # (run, step, attempt) -> what the last health check saw of its running pod
         self._seen_pods: dict[tuple[str, str, int], dict[str, Any]] = {}
         self._stragglers_told: set[tuple[str, str]] = set()
+        if not kwargs.get("load_incluster_config"):
+            kubeconfig = kwargs.get("kubeconfig_file")
+            source = kubeconfig_source() if kubeconfig == settings.kubeconfig else "the executor's kubeconfig_file"
+            check_cluster_access(kubeconfig, settings.kube_context, source)
         super().__init__(**kwargs)
         if settings.kube_context and not kwargs.get("load_incluster_config"):
             # Upstream loads the kubeconfig's current-context; honour KTX_KUBE_CONTEXT.

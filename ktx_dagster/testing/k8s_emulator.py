@@ -743,6 +743,9 @@ class KubeEmulator:
                 keep = {k: cur["metadata"][k] for k in ("uid", "creationTimestamp", "namespace", "name") if k in cur["metadata"]}
                 updated.setdefault("metadata", {}).update(keep)
                 updated["apiVersion"], updated["kind"] = cur["apiVersion"], cur["kind"]
+                if plural == "secrets":  # stringData is write-only, on an update as on a create
+                    for k, v in (updated.pop("stringData", None) or {}).items():
+                        updated.setdefault("data", {})[k] = base64.b64encode(str(v).encode()).decode()
                 if updated.get("spec") != cur.get("spec"):
                     updated["metadata"]["generation"] = cur["metadata"].get("generation", 1) + 1
                 self._validate(plural, namespace, updated)
@@ -1683,7 +1686,9 @@ def _make_handler(emu: KubeEmulator):
             emu.requests.append((method, self.path))
             try:
                 if method == "GET" and split.path in ("/version", "/version/"):
-                    return self._send_json(200, {"major": "1", "minor": "31", "gitVersion": "v1.31.0-ktx-emulator", "platform": "linux/amd64"})
+                    return self._send_json(200, {"major": "1", "minor": "31", "gitVersion": "v1.31.0-ktx-emulator",
+                                                 "gitCommit": "", "gitTreeState": "clean", "buildDate": _now(),
+                                                 "goVersion": "", "compiler": "gc", "platform": "linux/amd64"})
                 if method == "GET" and split.path in ("/api", "/api/"):
                     return self._send_json(200, {"kind": "APIVersions", "versions": ["v1"]})
                 if method == "GET" and split.path in ("/apis", "/apis/"):

@@ -249,3 +249,13 @@ def test_pod_failure_policy_needs_restart_policy_never(emu, api):
     with pytest.raises(kubernetes.client.ApiException) as exc:
         batch.create_namespaced_job("t", body)
     assert exc.value.status == 422 and "podFailurePolicy" in exc.value.body
+
+
+def test_replacing_a_secret_with_string_data_stores_it_as_data(emu, api):
+    """As a real API server: stringData is write-only on a replace too (a pod's secretKeyRef
+    would otherwise wait for a key that never comes)."""
+    core, _batch = api
+    core.create_namespaced_secret("t", {"metadata": {"name": "pw"}, "stringData": {"password": "one"}})
+    core.replace_namespaced_secret("pw", "t", {"metadata": {"name": "pw"}, "stringData": {"password": "two"}})
+    secret = core.read_namespaced_secret("pw", "t")
+    assert base64.b64decode(secret.data["password"]) == b"two" and not secret.string_data

@@ -269,3 +269,60 @@ def test_expected_duration_travels_as_an_op_tag_in_seconds():
 
     assert ten_minutes.op.tags[EXPECTED_DURATION_TAG] == "600"
     assert EXPECTED_DURATION_TAG not in whenever.op.tags
+
+
+def _kubeconfig(tmp_path, server: str) -> str:
+    import yaml
+
+    path = tmp_path / "kubeconfig.yaml"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "ktx",
+        "clusters": [{"name": "c", "cluster": {"server": server}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "ktx", "context": {"cluster": "c", "user": "u"}}]}))
+    return str(path)
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_cluster_access_names_the_kubeconfig_the_setting_and_the_fix(tmp_path):
+    from ktx_dagster.executors.k8s import ClusterAccessError, check_cluster_access
+
+    missing = str(tmp_path / "nope" / "config")
+    with pytest.raises(ClusterAccessError) as exc:
+        check_cluster_access(missing, None, "KUBECONFIG")
+    assert str(exc.value).startswith(f"KUBECONFIG={missing}: no such kubeconfig file")
+    assert "created no Job" in str(exc.value) and "KTX_KUBE_CONTEXT" in str(exc.value) and "minikube start" in str(exc.value)
+
+    port = _closed_port()
+    with pytest.raises(ClusterAccessError) as exc:
+        check_cluster_access(_kubeconfig(tmp_path, f"https://127.0.0.1:{port}"), None, "KTX_KUBECONFIG", timeout=2)
+    message = str(exc.value)
+    assert message.startswith(f"the Kubernetes API server https://127.0.0.1:{port} does not answer"), message
+    assert f"kubeconfig {tmp_path / 'kubeconfig.yaml'} (KTX_KUBECONFIG)" in message and "Fix:" in message
+
+    with pytest.raises(ClusterAccessError) as exc:
+        check_cluster_access(_kubeconfig(tmp_path, "https://127.0.0.1:1"), "elsewhere", "KUBECONFIG")
+    assert str(exc.value).startswith("KTX_KUBE_CONTEXT=elsewhere: the kubeconfig"), str(exc.value)
+
+
+def test_cluster_access_passes_for_a_cluster_that_answers(tmp_path):
+    from ktx_dagster.executors.k8s import check_cluster_access
+    from ktx_dagster.testing.k8s_emulator import KubeEmulator
+
+    with KubeEmulator(str(tmp_path / "emu")) as emu:
+        check_cluster_access(emu.kubeconfig_path, None, "KUBECONFIG")
+
+
+def test_kubeconfig_source_names_the_setting_used():
+    from ktx_dagster.executors.k8s import kubeconfig_source
+
+    assert kubeconfig_source({"KTX_KUBECONFIG": "/a", "KUBECONFIG": "/b"}) == "KTX_KUBECONFIG"
+    assert kubeconfig_source({"KUBECONFIG": "/b"}) == "KUBECONFIG"
+    assert kubeconfig_source({}) == "KUBECONFIG (not set: the default)"
