@@ -117,7 +117,18 @@ class DagsterStack:
             raise RuntimeError(f"ktx_dagster sync failed:\n{out.stdout}\n{out.stderr}")
         return out.stdout
 
+    def create_storage(self) -> None:
+        """The instance's storage (tables, schema version), created once before the webserver,
+        the daemon and their code servers start: each would otherwise create a new SQLite
+        schema at the same moment (alembic: "more than one head"). `make dev` has `ktx sync`
+        do it first."""
+        subprocess.run(
+            [sys.executable, "-c", "import dagster; dagster.DagsterInstance.get().dispose()"],
+            cwd=REPO, env=self.env, check=True, capture_output=True, timeout=120,
+        )
+
     def start(self, timeout: float = 120) -> None:
+        self.create_storage()
         workspace = str(self.workspace)
         self._spawn("webserver", [str(BIN / "dagster-webserver"), "-w", workspace, "-h", "127.0.0.1", "-p", str(self.port)])
         if self.daemon_interval is None:

@@ -3,15 +3,23 @@ partition once, none twice at once, none lost.
 
 A real deployment on loopback (dagster-webserver + dagster-daemon over the repo's
 deploy/local/dagster.yaml: the queued run coordinator with a concurrency limit, the warm run
-launcher, run monitoring) runs a backfill of tests/ui/slow_location.py: PARTITIONS tasks of
-TASK_SECONDS each, every attempt recorded with its pid, start and end. While the queue is full
-(runs held in flight by a hold file) and other partitions wait, the daemon is killed with
-SIGKILL and started again (or the webserver is); the held runs go on only once the new
-process is up, so it meets them still running. The records and the instance then must show: the backfill COMPLETED_SUCCESS,
-one successful run and one materialization per partition, no partition's attempts overlapping,
-no more runs at once than the limit, no run left QUEUED/STARTING/STARTED.
+launcher, run monitoring, run retries) runs a backfill of tests/ui/slow_location.py:
+PARTITIONS tasks of TASK_SECONDS each, every attempt recorded with its pid, start and end.
 
-On SQLite (the local default) and, when the `postgresql` binaries are there, on PostgreSQL.
+- mid-backfill: while the queue is full (runs held in flight by a hold file) and other
+  partitions wait, the daemon is killed with SIGKILL and started again (or the webserver is);
+  the held runs go on only once the new process is up, so it meets them still running;
+- while launching: the daemon is killed while a run is STARTING and its process not yet
+  forked. That run is orphaned: run monitoring fails it after start_timeout_seconds and
+  run_retries (failures of no step only) runs its partition again. Before both settings were
+  shipped, the backfill ended COMPLETED_FAILED after 3 minutes, that partition lost.
+
+The records and the instance then must show: the backfill COMPLETED_SUCCESS, one successful
+run, attempt and materialization per partition, no partition's attempts overlapping, no more
+runs at once than the limit, no run taken for dead or left QUEUED/STARTING/STARTED.
+
+On SQLite (the local default) and, when the `postgresql` binaries are there, on PostgreSQL
+(the daemon's restart mid-backfill).
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import pytest
 import yaml
 
 from dagster_stack import DagsterStack
+from ktx_dagster.run_launcher import PID_TAG
 from ktx_dagster.testing.pytest_plugin import ktx_postgres  # noqa: F401  (fixture)
 from slow_location import ATTEMPTS_DIR, HOLD_FILE, PARTITIONS, SECONDS_ENV
 
@@ -35,6 +44,7 @@ pytestmark = [pytest.mark.ui, pytest.mark.timeout(300)]
 ASSET = "slow_task"
 TASK_SECONDS = 1
 MAX_CONCURRENT_RUNS = 3
+START_TIMEOUT = 20
 UNFINISHED = ["QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING"]
 
 
@@ -55,12 +65,18 @@ def stack(request, tmp_path_factory):
         extra_env.update(pg.dagster_env())
     stack = DagsterStack(root, max_concurrent_runs=MAX_CONCURRENT_RUNS, daemon_interval=1,
                          workspace=_workspace(root), extra_env=extra_env)
+    config_path = stack.home / "dagster.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    # As shipped: a run that failed with no step failing runs once more.
+    assert config["run_retries"] == {"enabled": True, "max_retries": 1, "retry_on_asset_or_op_failure": False}
+    # Shorter waits than shipped, so a run orphaned in STARTING is failed and retried within
+    # the test's time: 60 s -> START_TIMEOUT, polled every second instead of every 30 s.
+    config["run_monitoring"].update(start_timeout_seconds=START_TIMEOUT, poll_interval_seconds=1)
     if request.param == "postgres":  # the instance's runs, events and schedules on PostgreSQL
         db = {key: {"env": f"DAGSTER_PG_{env}"} for key, env in
               (("hostname", "HOST"), ("port", "PORT"), ("username", "USER"), ("password", "PASSWORD"), ("db_name", "DB"))}
-        storage = {"storage": {"postgres": {"postgres_db": {**db, "scheme": "postgresql+psycopg2"}}}}
-        with open(stack.home / "dagster.yaml", "a") as f:
-            f.write("\n" + yaml.safe_dump(storage))
+        config["storage"] = {"postgres": {"postgres_db": {**db, "scheme": "postgresql+psycopg2"}}}
+    config_path.write_text(yaml.safe_dump(config))
     try:
         stack.start(timeout=180)
     except BaseException:
@@ -146,18 +162,23 @@ def _restart_mid_backfill(stack: DagsterStack, process: str, title: str, held_af
     return backfill, killed_at
 
 
-def _assert_each_partition_once(stack: DagsterStack, backfill: dict, killed_at: float) -> None:
+def _assert_each_partition_once(stack: DagsterStack, backfill: dict, killed_at: float, orphans: list[dict] = ()) -> None:
+    """`orphans`: runs left STARTING by the kill, expected failed (start timeout) and retried once."""
     assert backfill["status"] == "COMPLETED_SUCCESS", backfill
     (counts,) = backfill["assetBackfillData"]["assetBackfillStatuses"]
     assert counts["numPartitionsTargeted"] == len(PARTITIONS)
     assert counts["numPartitionsMaterialized"] == len(PARTITIONS) and counts["numPartitionsFailed"] == 0, counts
 
-    # One run per partition, each a success: none launched twice, none lost.
-    runs = backfill["runs"]
+    # One successful run per partition: none launched twice, none lost (an orphan's partition:
+    # its failed run, then the retry's success).
+    runs = sorted(backfill["runs"], key=lambda r: r["creationTime"])
     by_partition: dict[str, list[str]] = {}
     for run in runs:
         by_partition.setdefault(stack.partition_of(run), []).append(run["status"])
-    assert by_partition == {key: ["SUCCESS"] for key in PARTITIONS}, by_partition
+    expected = {key: ["SUCCESS"] for key in PARTITIONS}
+    for orphan in orphans:
+        expected[stack.partition_of(orphan)] = ["FAILURE", "SUCCESS"]
+    assert by_partition == expected, by_partition
 
     # One attempt per partition, finished, in this backfill's own run of it.
     run_ids = {run["id"]: stack.partition_of(run) for run in runs}
@@ -169,16 +190,60 @@ def _assert_each_partition_once(stack: DagsterStack, backfill: dict, killed_at: 
     # The queue kept its limit across the restart (a run launched twice would break it).
     assert _peak_concurrency(attempts) <= MAX_CONCURRENT_RUNS
 
-    # The kill really fell in the middle: some attempts began before it, some after.
-    assert any(a["start"] < killed_at for a in attempts), (killed_at, attempts)
+    # The kill really fell in the middle: some attempts began before it (unless it hit the
+    # first launch), some after.
+    assert orphans or any(a["start"] < killed_at for a in attempts), (killed_at, attempts)
     assert any(a["start"] > killed_at for a in attempts), (killed_at, attempts)
 
     # One materialization per partition from this backfill; nothing left running or queued.
     materialized = sorted(m["partition"] for m in stack.materializations(ASSET) if m["runId"] in run_ids)
     assert materialized == PARTITIONS
     assert _unfinished_runs(stack) == []
-    # And no run was ever taken for dead (run monitoring meeting the old daemon's runs).
-    assert {run["id"]: _run_failures(stack, run["id"]) for run in runs} == {run["id"]: [] for run in runs}
+    # And no run was ever taken for dead (run monitoring meeting the old daemon's runs), but
+    # the orphans, which never had a process.
+    failures = {run["id"]: _run_failures(stack, run["id"]) for run in runs}
+    for orphan in orphans:
+        (message,) = failures.pop(orphan["id"])
+        assert f"longer than {START_TIMEOUT} seconds to start" in message, message
+        (retry,) = [r for r in runs if r["id"] != orphan["id"] and stack.partition_of(r) == stack.partition_of(orphan)]
+        assert {"key": "dagster/parent_run_id", "value": orphan["id"]} in retry["tags"], retry
+    assert failures == {run_id: [] for run_id in failures}
+
+
+@pytest.mark.reliability(
+    "fault",
+    case="the daemon killed while it launches a run",
+    injected="dagster-daemon SIGKILLed while the first run of an 8-partition backfill is STARTING (its "
+             "process not forked yet: the fork server still starting), then started again",
+    seen="that run fails 'Run timed out due to taking longer than ... seconds to start' (run monitoring, "
+         "start_timeout_seconds) and is retried once (run_retries for failures of no step)",
+    outcome="COMPLETED_SUCCESS; one successful run, attempt and materialization per partition; the orphaned "
+            "run never executed; no partition's attempts overlap; no run left queued or started",
+)
+@pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
+def test_daemon_killed_while_launching_a_run(stack):
+    # First on its deployment: the daemon's first launch starts the fork server (seconds), the
+    # window this kill needs. Later launches take milliseconds.
+    backfill_id = stack.launch_backfill(ASSET, title="daemon killed while launching")
+
+    def starting_without_process():
+        data = stack.graphql(
+            """{ runsOrError(filter: {statuses: [STARTING]}) { __typename ... on Runs {
+                 results { id status creationTime tags { key value } } } } }""")
+        return [r for r in data["runsOrError"]["results"] if not any(t["key"] == PID_TAG for t in r["tags"])]
+
+    stack.wait_for(starting_without_process, time.monotonic() + 120, "a run STARTING", interval=0.1)
+    killed_at = time.time()
+    stack.kill("daemon", signal.SIGKILL)
+    # The queue launches on 2 threads: one run or two may be caught half-launched.
+    orphans = starting_without_process()
+    assert orphans
+    time.sleep(0.5)
+    stack.restart("daemon", timeout=120)
+    backfill = stack.wait_backfill(backfill_id, timeout=240)
+    print(f"daemon killed while launching: {backfill['status']} after {time.time() - backfill['timestamp']:.1f}s")
+    assert not {o["id"] for o in orphans} & {a["run_id"] for a in _attempts(stack)}  # they never executed
+    _assert_each_partition_once(stack, backfill, killed_at, orphans=orphans)
 
 
 @pytest.mark.reliability(
