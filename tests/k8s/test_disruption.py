@@ -121,3 +121,34 @@ def test_a_straggler_is_told_once_with_its_pod_and_node(disruptions):
     assert metadata["ktx/expected_seconds"].value == 1.0 and metadata["ktx/elapsed_seconds"].value > 1.0
     assert told.user_message.startswith("slow[only] is still running after "), told.user_message
     assert f"it runs as pod {pod['metadata']['name']} on node {pod['spec']['nodeName']}" in told.user_message
+
+
+@pytest.mark.reliability(
+    "pod failure", case="a step pod disrupted again and again",
+    injected="the step's pod evicted through the Eviction API four times in a row (each new Job's pod)",
+    seen="three restarts told in the run's log, then the step fails with '<transformation>[<partition>]: its pod "
+         "... was disrupted (...), for the 4th time; ktx started the step again 3 times after disruptions and "
+         "stops here. Look at what disrupts the pods ...'",
+    outcome="the step fails plainly after 3 restarts (Jobs -r1..-r3), not in a loop; the run fails")
+def test_a_step_disrupted_again_and_again_fails_plainly(disruptions):
+    h, cluster = disruptions, disruptions.cluster
+    (cluster.data_dir / "go").unlink(missing_ok=True)
+    run_id = h.materialize("patient", "only")
+    selector = f"dagster/run-id={run_id}"
+    for round_ in range(4):
+        pod = _wait(lambda: [p for p in cluster.pods(selector) if "patient waiting" in _log(cluster, p)
+                             and not p["metadata"].get("deletionTimestamp")], what=f"pod {round_ + 1}")[0]
+        cluster.core.create_namespaced_pod_eviction(pod["metadata"]["name"], cluster.namespace, client.V1Eviction(
+            metadata=client.V1ObjectMeta(name=pod["metadata"]["name"], namespace=cluster.namespace),
+            delete_options=client.V1DeleteOptions(grace_period_seconds=1)))
+        _wait(lambda: len(cluster.jobs(selector)) == round_ + 2 or h.instance.get_run_by_id(run_id).is_finished,
+              what=f"the step's Job after eviction {round_ + 1}")
+    run = h.wait([run_id], timeout=120)[run_id]
+    assert run.status == DagsterRunStatus.FAILURE
+    names = [j["metadata"]["name"] for j in cluster.jobs(selector)]
+    assert names == [names[0]] + [f"{names[0]}-r{n}" for n in (1, 2, 3)], names
+    assert len(_engine_events(h, run_id, "ktx/disruption_reason")) == 3
+    (failure,) = h.events(run_id, DagsterEventType.STEP_FAILURE)
+    message = failure.dagster_event.event_specific_data.error.message
+    assert "patient[only]: its pod " in message and "for the 4th time; ktx started the step again 3 times after " \
+        "disruptions and stops here" in message, message
