@@ -235,10 +235,11 @@ def test_daemon_killed_while_launching_a_run(stack):
     stack.wait_for(starting_without_process, time.monotonic() + 120, "a run STARTING", interval=0.1)
     killed_at = time.time()
     stack.kill("daemon", signal.SIGKILL)
-    # The queue launches on 2 threads: one run or two may be caught half-launched.
+    # The queue launches on 2 threads: one run or two may be caught half-launched. A run whose
+    # process was forked after all names it within a second (the worker tags its own pid).
+    time.sleep(1)
     orphans = starting_without_process()
     assert orphans
-    time.sleep(0.5)
     stack.restart("daemon", timeout=120)
     backfill = stack.wait_backfill(backfill_id, timeout=240)
     print(f"daemon killed while launching: {backfill['status']} after {time.time() - backfill['timestamp']:.1f}s")
