@@ -28,7 +28,7 @@ warm server) for Dagster's DefaultRunLauncher (a new interpreter per run, starte
 server); --executor multiprocess sets KTX_LOCAL_EXECUTOR=multiprocess (a process per step
 even when a run is a chain). Both show what the defaults save. --deployment emulated-k8s runs
 the same backfill with KTX_DEPLOYMENT=minikube against the emulated cluster
-(ktx_dagster/testing/k8s_emulator.py): every step is a Kubernetes Job whose pod is a local
+(ktx_dagster/testing/k8s_emulator/): every step is a Kubernetes Job whose pod is a local
 `dagster api execute_step` process, i.e. a fresh interpreter per step as in a real pod.
 The last line printed is one JSON object.
 """
