@@ -1,13 +1,14 @@
-"""Hello World's asset checks, run on every stored partition (one check step per run).
+"""Hello World's asset checks, run in each partition's own step right after its output is
+stored (`@transformation(checks=HELLO_WORLD_CHECKS)` in assets/hello_world.py).
 
 - every_line_greeted: each line of the output starts with the greeting prefix;
 - line_count_matches_input: the output has as many lines as the input file it came from;
 - non_empty (a warning only: an empty input file is legal, but probably a mistake).
 """
 
-from assets.hello_world import HELLO_WORLD_FILES, hello_world
+from assets.inputs import HELLO_WORLD_FILES
 from assets.logic.greeting import PREFIX
-from ktx_dagster.checks import CheckContext, all_lines, check, count_rows, non_empty, output_checks
+from ktx_dagster.checks import CheckContext, all_lines, check, count_rows, non_empty
 
 
 @check("line_count_matches_input", "The output has exactly as many lines as its input file.")
@@ -20,8 +21,7 @@ def line_count_matches_input(output: str, ctx: CheckContext):
     return got == expected, {"input": str(source), "input_lines": expected, "output_lines": got}
 
 
-hello_world_checks = output_checks(
-    hello_world,
+HELLO_WORLD_CHECKS = (
     all_lines(
         lambda line: line.startswith(PREFIX),
         name="every_line_greeted",
@@ -30,5 +30,3 @@ hello_world_checks = output_checks(
     line_count_matches_input,
     non_empty().warn(),
 )
-
-CHECKS = [hello_world_checks]

@@ -3,12 +3,12 @@ with every line prefixed by `Hello World: ` (kube-transform's first example, 250
 
 import dagster as dg
 
+from assets.checks import HELLO_WORLD_CHECKS
+from assets.inputs import HELLO_WORLD_FILES
 from assets.logic.greeting import greet_lines
-from ktx_dagster import DataDir, FilePartitions, transformation
+from ktx_dagster import DataDir, transformation
 
-HELLO_WORLD_FILES = FilePartitions(
-    name="hello_world_files", directory="hello_world/raw", pattern="part_*.txt"
-)
+__all__ = ["HELLO_WORLD_FILES", "hello_world"]
 
 
 @transformation(
@@ -18,6 +18,7 @@ HELLO_WORLD_FILES = FilePartitions(
     retries=1,
     format="text",
     group="hello_world",
+    checks=HELLO_WORLD_CHECKS,
 )
 def hello_world(context: dg.AssetExecutionContext, data_dir: DataDir) -> str:
     """Greets every line of one input file."""

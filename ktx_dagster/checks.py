@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import typing
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -328,8 +329,20 @@ def checked_after_output(
     One process locally and one pod on Kubernetes per partition, instead of two.
     """
 
+    # The rules need the data root (CheckContext.root): the task's own DataDir parameter if it
+    # has one, else one added to the signature Dagster reads (it injects resources by annotation
+    # and refuses required_resource_keys beside resource parameters).
+    signature = inspect.signature(fn)
+    hints = typing.get_type_hints(fn)
+    own = next((name for name in signature.parameters if hints.get(name) is DataDir), None)
+    added = None if own else "data_dir"  # a resource parameter's name is its resource key
+    if added and added in signature.parameters:
+        raise TypeError(f"{asset_key.to_user_string()}: checks= needs the data_dir resource, but the task's "
+                        "parameter data_dir is not annotated DataDir; annotate it (data_dir: DataDir)")
+
     @functools.wraps(fn)
     def task(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        data_dir: DataDir = kwargs.pop(added) if added else kwargs[own]
         result = fn(*args, **kwargs)
         if isinstance(result, dg.MaterializeResult) or inspect.isgenerator(result):
             raise TypeError(
@@ -339,7 +352,6 @@ def checked_after_output(
         output = result if isinstance(result, dg.Output) else dg.Output(result)
         yield output
         context = dg.AssetExecutionContext.get()
-        data_dir: DataDir = context.resources.data_dir
         ctx = CheckContext(
             asset_key=asset_key,
             partition_key=context.partition_key if context.has_partition_key else None,
@@ -349,6 +361,15 @@ def checked_after_output(
         )
         yield from evaluate(checks, output.value, ctx)
 
+    if added:
+        extra = inspect.Parameter(added, inspect.Parameter.KEYWORD_ONLY, annotation=DataDir)
+        params = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        tail = [p for p in signature.parameters.values() if p.kind is inspect.Parameter.VAR_KEYWORD]
+        task.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[*params, extra, *tail],
+            return_annotation=inspect.Signature.empty,
+        )
+        task.__annotations__ = {**hints, added: DataDir}
     return task
 
 

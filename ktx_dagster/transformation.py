@@ -238,7 +238,6 @@ def transformation(
             group_name=group,
             metadata=asset_metadata,
             check_specs=specs or None,
-            required_resource_keys={"data_dir"} if checks else None,
             io_manager_key=io_manager_key,
             kinds={"python"},
         )

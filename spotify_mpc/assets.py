@@ -28,7 +28,7 @@ import dagster as dg
 import pandas as pd
 
 from ktx_dagster import CheckContext, ChunkedPartitions, DataDir, FilePartitions, LazyPartitions, Upstream, transformation
-from spotify_mpc import steps
+from spotify_mpc import checks, steps
 from spotify_mpc.cooccurrence import KINDS
 from spotify_mpc.sizes import get_size
 
@@ -65,7 +65,8 @@ def _official_challenge(data_dir: DataDir) -> bytes | None:
     return path.read_bytes() if path.exists() else None
 
 
-@transformation(partitions=SLICE_FILES, cpu="1", memory="1Gi", group=GROUP, format="parquet")
+@transformation(partitions=SLICE_FILES, cpu="1", memory="1Gi", group=GROUP, format="parquet",
+                checks=checks.SLICE_CHECKS)
 def mpd_slices(context: dg.AssetExecutionContext, data_dir: DataDir) -> pd.DataFrame:
     """One slice file of the MPD (real or generated), parsed: one row per track entry."""
     path = SLICE_FILES.path_for(data_dir.path, context.partition_key)
@@ -77,7 +78,7 @@ def mpd_slices(context: dg.AssetExecutionContext, data_dir: DataDir) -> pd.DataF
 
 
 @transformation(partitions=PARTS, inputs={"slices": Upstream(mpd_slices, mapping=PARTS.mapping)},
-                cpu="1", memory="1Gi", group=GROUP, format="parquet")
+                cpu="1", memory="1Gi", group=GROUP, format="parquet", checks=checks.PLAYLIST_CHECKS)
 def playlists(slices: LazyPartitions) -> pd.DataFrame:
     """The part's playlists: pid, name, modified_at, track URIs in order (standardize)."""
     return steps.playlists(slices)
@@ -91,7 +92,7 @@ def part_tracks(slices: LazyPartitions) -> pd.DataFrame:
 
 
 @transformation(inputs={"part_tracks": Upstream(part_tracks, mapping=ALL)}, cpu="1", memory="1536Mi",
-                group=GROUP, format="parquet")
+                group=GROUP, format="parquet", checks=checks.TRACK_CHECKS)
 def tracks(context: dg.AssetExecutionContext, part_tracks: LazyPartitions) -> pd.DataFrame:
     """Global track table reduced over the statistics parts, one part in memory at a time;
     the row number is the integer track id (most popular first)."""
@@ -100,21 +101,22 @@ def tracks(context: dg.AssetExecutionContext, part_tracks: LazyPartitions) -> pd
     return table
 
 
-@transformation(partitions=PARTS, cpu="1", memory="1280Mi", group=GROUP, format="parquet")
+@transformation(partitions=PARTS, cpu="1", memory="1280Mi", group=GROUP, format="parquet",
+                checks=checks.TRAIN_PLAYLIST_CHECKS)
 def train_playlists(playlists: pd.DataFrame, tracks: pd.DataFrame) -> pd.DataFrame:
     """The part's playlists with integer track ids."""
     return steps.train_playlists(playlists, tracks)
 
 
 @transformation(inputs={"parts": Upstream(train_playlists, mapping=ALL)}, cpu="1", memory="512Mi",
-                group=GROUP, format="parquet")
+                group=GROUP, format="parquet", checks=checks.CHALLENGE_SET_CHECKS)
 def challenge_set(context: dg.AssetExecutionContext, parts: LazyPartitions) -> pd.DataFrame:
     """The test challenge set: the 10 official categories sampled from the last (held-out) part."""
     return steps.challenge_set(parts.load(part_roles(context).test), SIZE)
 
 
 @transformation(inputs={"parts": Upstream(train_playlists, mapping=ALL)}, cpu="1", memory="512Mi",
-                group=GROUP, format="parquet")
+                group=GROUP, format="parquet", checks=checks.CHALLENGE_SET_CHECKS)
 def training_challenge_set(context: dg.AssetExecutionContext, parts: LazyPartitions) -> pd.DataFrame:
     """The training challenge set, from the second-to-last (held-out) part."""
     return steps.training_challenge_set(parts.load(part_roles(context).training), SIZE)
@@ -214,7 +216,7 @@ def model(context: dg.AssetExecutionContext, samples: LazyPartitions) -> dict:
 
 
 @transformation(inputs={"samples": Upstream(test_samples, mapping=ALL)}, cpu="1", memory="1280Mi",
-                group=GROUP, format="parquet")
+                group=GROUP, format="parquet", checks=checks.SUBMISSION_CHECKS)
 def submission(samples: LazyPartitions, model: dict, challenge_set: pd.DataFrame, tracks: pd.DataFrame) -> pd.DataFrame:
     """Top 500 tracks per test playlist by predicted probability: pid, rank, track_id."""
     return steps.submission(samples, model, challenge_set, tracks)

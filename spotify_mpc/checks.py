@@ -1,25 +1,15 @@
 """Asset checks on the Spotify chain: bad data shows in the UI before anything trains on it.
 
-Each check step loads the stored partition through the IO manager (ktx_dagster/checks.py), so
-it sees what downstream tasks will read. Checks report, they do not block: a failed check is a
-red mark on the asset's partition in the UI, and the run still materializes.
+Each transformation runs its rules in its own step, right after its output is stored
+(`@transformation(checks=...)` in spotify_mpc/assets.py). Checks report, they do not block: a
+failed check is a red mark on the asset's partition in the UI, and the run still materializes.
 """
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from ktx_dagster.checks import CheckContext, check, has_columns, non_empty, output_checks, unique
-from spotify_mpc.assets import (
-    challenge_set,
-    mpd_slices,
-    part_roles,
-    playlists,
-    submission,
-    tracks,
-    train_playlists,
-    training_challenge_set,
-)
+from ktx_dagster.checks import CheckContext, check, has_columns, non_empty, unique
 from spotify_mpc.challenge import CATEGORIES
 
 
@@ -50,6 +40,8 @@ def track_ids_in_range(frame: pd.DataFrame, ctx: CheckContext):
         n_tracks = pq.ParquetFile(f).metadata.num_rows
     ids = frame["track_id"].to_numpy()
     too_big = int((ids >= n_tracks).sum())
+    from spotify_mpc.assets import part_roles  # the assets import these rules
+
     statistics = ctx.instance is not None and str(ctx.partition_key) in part_roles(ctx).statistics
     unknown = int((ids < 0).sum())
     ok = too_big == 0 and not (statistics and unknown)
@@ -80,13 +72,10 @@ def submission_rules(frame: pd.DataFrame, ctx: CheckContext):
                 "ranks_out_of_range": bad_rank, "seeds_recommended": seed_hits, "playlists_missing": missing}
 
 
-CHECKS = [
-    output_checks(mpd_slices, non_empty(), has_columns(["pid", "pos", "track_uri", "artist_uri", "num_tracks"]),
-                  pids_in_slice_range, num_tracks_matches_rows, unique_pid_pos),
-    output_checks(playlists, non_empty(), unique_pid_pos),
-    output_checks(tracks, non_empty(), unique("track_uri")),
-    output_checks(train_playlists, non_empty(), unique_pid_pos, track_ids_in_range),
-    output_checks(challenge_set, categories_complete, unique_pid_pos),
-    output_checks(training_challenge_set, categories_complete, unique_pid_pos),
-    output_checks(submission, submission_rules),
-]
+SLICE_CHECKS = (non_empty(), has_columns(["pid", "pos", "track_uri", "artist_uri", "num_tracks"]),
+                pids_in_slice_range, num_tracks_matches_rows, unique_pid_pos)
+PLAYLIST_CHECKS = (non_empty(), unique_pid_pos)
+TRACK_CHECKS = (non_empty(), unique("track_uri"))
+TRAIN_PLAYLIST_CHECKS = (non_empty(), unique_pid_pos, track_ids_in_range)
+CHALLENGE_SET_CHECKS = (categories_complete, unique_pid_pos)
+SUBMISSION_CHECKS = (submission_rules,)

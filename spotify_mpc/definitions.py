@@ -4,11 +4,10 @@
 import ktx_dagster
 from executors import executor_for_examples
 from resources import resources_for
-from spotify_mpc import assets, checks
+from spotify_mpc import assets
 
 defs = ktx_dagster.definitions_for(
     assets=[assets],
-    asset_checks=[checks],
     resources=resources_for(),
     executor=executor_for_examples(),
 )

@@ -143,12 +143,13 @@ def test_hello_world_partitions_run_in_their_own_pods(project):
         run_id = run_ids[key]
         assert runs[run_id].status == DagsterRunStatus.SUCCESS, h.debug()
         assert runs[run_id].tags["dagster/partition"] == key
-        # one Job per step of the partition's run: the task, then its checks (same pod size)
-        by_step = _step_jobs(h, run_id, 2)
-        assert sorted(by_step) == ["hello_world", "hello_world_checks"]
-        assert all(len(jobs) == 1 for jobs in by_step.values()), by_step
+        # exactly one Job (one pod) per partition: the task's checks run in its own step
+        by_step = _step_jobs(h, run_id, 1)
+        assert sorted(by_step) == ["hello_world"] and len(by_step["hello_world"]) == 1, by_step
         task_pod = _assert_step_pod(h, by_step["hello_world"][0], "hello_world", key, HELLO_WORLD_RESOURCES)
-        _assert_step_pod(h, by_step["hello_world_checks"][0], "hello_world", key, HELLO_WORLD_RESOURCES)
+        checked = {e.dagster_event.asset_check_evaluation_data.check_name
+                   for e in h.events(run_id, DagsterEventType.ASSET_CHECK_EVALUATION)}
+        assert checked == {"every_line_greeted", "line_count_matches_input", "non_empty"}
         # `kubectl get jobs -l ktx/transformation=hello_world,ktx/partition=part_N`
         selected = h.cluster.jobs(label_selector=f"ktx/transformation=hello_world,ktx/partition={key}")
         assert {j["metadata"]["name"] for j in selected} >= {j[0]["metadata"]["name"] for j in by_step.values()}
@@ -159,8 +160,8 @@ def test_hello_world_partitions_run_in_their_own_pods(project):
 
         # events in the instance, written by the step pods
         types = [r.dagster_event.event_type for r in h.events(run_id)]
-        assert types.count(DagsterEventType.STEP_WORKER_STARTING) == 2
-        assert types.count(DagsterEventType.STEP_SUCCESS) == 2
+        assert types.count(DagsterEventType.STEP_WORKER_STARTING) == 1
+        assert types.count(DagsterEventType.STEP_SUCCESS) == 1
         starting = [r.user_message for r in h.events(run_id, DagsterEventType.STEP_WORKER_STARTING)]
         assert any(by_step["hello_world"][0]["metadata"]["name"] in m for m in starting)
         (mat,) = h.events(run_id, DagsterEventType.ASSET_MATERIALIZATION)
@@ -178,13 +179,14 @@ def test_hello_world_partitions_run_in_their_own_pods(project):
     run_id = run_ids["part_bad"]
     assert runs[run_id].status == DagsterRunStatus.FAILURE
     by_step = _step_jobs(h, run_id, 2)
-    assert sorted(by_step) == ["hello_world"]  # the checks never ran: nothing was stored
+    assert sorted(by_step) == ["hello_world"]
     first, second = sorted(by_step["hello_world"], key=lambda j: j["metadata"]["name"])
     assert second["metadata"]["name"] == first["metadata"]["name"] + "-1"
     for job in (first, second):
         _assert_step_pod(h, job, "hello_world", "part_bad", HELLO_WORLD_RESOURCES)
     types = [r.dagster_event.event_type for r in h.events(run_id)]
     assert types.count(DagsterEventType.STEP_UP_FOR_RETRY) == 1
+    assert DagsterEventType.ASSET_CHECK_EVALUATION not in types  # the checks never ran: nothing was stored
     (failure,) = h.events(run_id, DagsterEventType.STEP_FAILURE)
     message = failure.dagster_event.event_specific_data.error.to_string()  # "Exceeded max_retries", caused by
     assert "part_bad.txt" in message and "is not UTF-8" in message, message
@@ -223,12 +225,11 @@ def _materialize_one_step(project: Project, module, asset: str, key: str) -> Non
     run_id = h.materialize(asset, key)
     run = h.wait([run_id], timeout=180)[run_id]
     assert run.status == DagsterRunStatus.SUCCESS, h.debug()
-    # the task, then its checks (spotify_mpc/checks.py), each a Job with the task's pod size
-    by_step = _step_jobs(h, run_id, 2)
-    assert sorted(by_step) == [asset, f"{asset}_checks"], by_step
-    assert all(len(jobs) == 1 for jobs in by_step.values()), by_step
-    for jobs in by_step.values():
-        _assert_step_pod(h, jobs[0], asset, key, _declared_resources(module, asset))
+    # one Job: the task, its checks (spotify_mpc/checks.py) in the same step
+    by_step = _step_jobs(h, run_id, 1)
+    assert sorted(by_step) == [asset] and len(by_step[asset]) == 1, by_step
+    _assert_step_pod(h, by_step[asset][0], asset, key, _declared_resources(module, asset))
+    assert h.events(run_id, DagsterEventType.ASSET_CHECK_EVALUATION), "the checks did not run in the step"
     (mat,) = h.events(run_id, DagsterEventType.ASSET_MATERIALIZATION)
     assert mat.dagster_event.event_specific_data.materialization.partition == key
     assert (data / asset / f"{key}.parquet").stat().st_size > 0
