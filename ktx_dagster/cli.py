@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 
 import dagster as dg
 
@@ -129,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
             location.load()  # a broken location fails here, with its name, before any run
     except CodeLocationError as exc:
         print(f"ktx: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception:  # the project's own code failed to import: its traceback says where
+        print("ktx: the code location failed to load; nothing ran. Its traceback:", file=sys.stderr)
+        traceback.print_exc()  # last, so the user's error is the last line they see
         return EXIT_USAGE
     instance = instance_from_env()
     commands = {"sync": cmd_sync, "materialize": cmd_materialize}

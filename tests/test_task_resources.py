@@ -65,7 +65,7 @@ def _ktx_materialize(tmp_path: Path, cpu: str, memory: str) -> subprocess.Comple
                  id="memory", marks=pytest.mark.reliability(
                      "bad input", case="a memory setting like 1.5GG",
                      injected="@transformation(memory='1.5GG') in a project's code, then ktx materialize -f project.py",
-                     seen="ktx exits non-zero before any run; stderr: the traceback to project.py line 8 (the "
+                     seen="ktx exits 2 (nothing ran) before any run; stderr: the traceback to project.py line 8 (the "
                           "decorator), ending 'TaskResourcesError: transformation 'shout': memory='1.5GG' is not a "
                           "Kubernetes quantity; use e.g. '250Mi', '4Gi', '1500M''",
                      outcome="refused when the code loads: no run starts, no partition is touched, earlier outputs "
@@ -74,7 +74,7 @@ def _ktx_materialize(tmp_path: Path, cpu: str, memory: str) -> subprocess.Comple
                  id="cpu", marks=pytest.mark.reliability(
                      "bad input", case="a negative cpu",
                      injected="@transformation(cpu='-1') in a project's code, then ktx materialize -f project.py",
-                     seen="ktx exits non-zero before any run; stderr: the traceback to project.py line 8 (the "
+                     seen="ktx exits 2 (nothing ran) before any run; stderr: the traceback to project.py line 8 (the "
                           "decorator), ending 'TaskResourcesError: transformation 'shout': cpu='-1' must be greater "
                           "than zero; use e.g. '200m', '1', '1.5''",
                      outcome="refused when the code loads: no run starts, no partition is touched, earlier outputs "
@@ -92,7 +92,8 @@ def test_a_bad_resource_setting_is_refused_before_any_run_and_the_fix_runs(tmp_p
     (tmp_path / "data" / "raw" / "word_one.txt").write_text("uno")  # new input the bad run must not process
 
     bad = _ktx_materialize(tmp_path, **{**good, **setting})
-    assert bad.returncode != 0 and "partition" not in bad.stdout, bad.stdout + bad.stderr
+    assert bad.returncode == 2 and "partition" not in bad.stdout, bad.stdout + bad.stderr
+    assert "ktx: the code location failed to load; nothing ran" in bad.stderr
     # The traceback of the user's code points at the decorator's line; its last line is the error.
     assert f'project.py", line 8' in bad.stderr, bad.stderr
     assert bad.stderr.strip().splitlines()[-1] == f"ktx_dagster.task_resources.TaskResourcesError: transformation 'shout': {expected}"
