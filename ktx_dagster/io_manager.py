@@ -18,9 +18,11 @@ the step with an error naming the path, the setting that chose it and the fix (`
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
+import time
 import uuid
 from functools import partial
 from typing import Any
@@ -133,6 +135,7 @@ class KtxIOManager(UPathIOManager):
                 if os.path.exists(tmp):
                     os.unlink(tmp)
                 raise
+            _remove_stale_temps(final)
             return {**stats, "bytes": os.path.getsize(final)}
         data, stats = serialize(obj, fmt)  # fails before anything is sent
         with self._explained(path, "writing"):
@@ -227,6 +230,23 @@ class DataDirIOManager(dg.ConfigurableIOManagerFactory):
 
     def create_io_manager(self, context: dg.InitResourceContext) -> KtxIOManager:
         return KtxIOManager(base_path=self.data_dir.path, root=self.data_dir.root)
+
+
+# A temp file untouched this long belongs to a writer that was killed (SIGKILL, OOM, node
+# loss) before it could clean up; a live writer's temp file is younger (it is written after
+# the task's work, in one go). Loaders never see temp files; this only reclaims the space.
+STALE_TEMP_SECONDS = 15 * 60
+
+
+def _remove_stale_temps(final: str) -> None:
+    folder, name = os.path.split(final)
+    prefix, cutoff = f".{name}.", time.time() - STALE_TEMP_SECONDS
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith(prefix) and entry.name.endswith(".tmp"):
+                with contextlib.suppress(FileNotFoundError):
+                    if entry.stat().st_mtime < cutoff:
+                        os.unlink(entry.path)
 
 
 def data_resources(root: str | os.PathLike | DataDir | None = None, endpoint_url: str | None = None) -> dict[str, Any]:

@@ -307,3 +307,26 @@ def test_declared_format_mismatch_is_clear(root, instance):
     result = dg.materialize([wrong], partition_key="p", resources=_resources(root), instance=instance, raise_on_error=False)
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "declares format 'parquet'" in failure.event_specific_data.error.to_string()
+
+
+@pytest.mark.reliability(
+    "fault", case="temp files left by a writer killed mid-write",
+    injected="a stale `.<name>.<id>.tmp` (mtime 16 min ago) and a fresh one (a live writer's) beside a partition",
+    seen="nothing: loaders never see temp files",
+    outcome="the next successful write of that partition removes the stale temp file and keeps the live one")
+def test_the_next_write_reclaims_temp_files_of_killed_writers(tmp_path, instance):
+    from ktx_dagster.io_manager import STALE_TEMP_SECONDS
+
+    @transformation(partitions=["a"], format="text")
+    def words(context) -> str:
+        return "words\n"
+
+    folder = tmp_path / "words"
+    folder.mkdir()
+    stale, live = folder / ".a.txt.dead.tmp", folder / ".a.txt.live.tmp"
+    stale.write_bytes(b"half")
+    live.write_bytes(b"being written")
+    old = os.path.getmtime(stale) - STALE_TEMP_SECONDS - 60
+    os.utime(stale, (old, old))
+    assert dg.materialize([words], partition_key="a", instance=instance, resources=data_resources(tmp_path)).success
+    assert sorted(p.name for p in folder.iterdir()) == [".a.txt.live.tmp", "a.txt"]
