@@ -1,4 +1,4 @@
-"""Pure parts of executors/k8s.py: label sanitizer, settings from env, rendered Job spec.
+"""Pure parts of executors/k8s/: label sanitizer, settings from env, rendered Job spec.
 No cluster, no emulator: these run in every `pytest` invocation."""
 
 from __future__ import annotations
