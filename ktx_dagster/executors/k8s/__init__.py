@@ -43,7 +43,7 @@ from ktx_dagster.executors.k8s.cluster_access import (
     check_cluster_access,
     kubeconfig_source,
 )
-from ktx_dagster.executors.k8s.container_context import GPU_RESOURCE, step_pod_context
+from ktx_dagster.executors.k8s.container_context import GPU_RESOURCE, step_container_context, step_pod_context
 from ktx_dagster.executors.k8s.diagnosis import (
     DISRUPTION_CONDITION,
     disruption_diagnosis,
@@ -90,6 +90,7 @@ __all__ = [
     "oom_diagnosis",
     "render_step_job",
     "sanitize_label_value",
+    "step_container_context",
     "step_labels",
     "step_pod_context",
 ]

@@ -7,8 +7,12 @@ from dagster_k8s.container_context import K8sContainerContext
 from dagster_k8s.job import DagsterK8sJobConfig, UserDefinedDagsterK8sConfig
 from dagster_k8s.launcher import K8sRunLauncher
 
+from collections.abc import Sequence
+from typing import Any
+
 from ktx_dagster.executors import step_worker
 from ktx_dagster.executors.k8s.diagnosis import DISRUPTION_CONDITION
+from ktx_dagster.executors.k8s.labels import PARTITION_KEY_ANNOTATION, step_labels
 from ktx_dagster.executors.k8s.settings import K8sSettings
 from ktx_dagster.task_resources import STRAGGLERS_TOLD_BY_ENV
 
@@ -32,6 +36,36 @@ def step_pod_context() -> K8sContainerContext:
         ]}},
     }))
 
+
+
+def step_container_context(
+    settings: K8sSettings,
+    *,
+    transformation: str,
+    partition: str | None,
+    step_configs: Sequence[UserDefinedDagsterK8sConfig],
+    overrides: Sequence[K8sContainerContext] = (),
+) -> K8sContainerContext:
+    """One step's container context; the step handler and the manifest renderer both build it here.
+
+    In order, each overriding what came before: the settings' base and what every step Job
+    gets; `overrides` (the handler's: a K8sRunLauncher's and the code location's context, then
+    the executor's run config); `step_configs` (the op tag ``dagster-k8s/config``, then the
+    executor's per-step config); the ktx labels and the raw partition key as an annotation;
+    the GPU toleration when a GPU is requested.
+    """
+    context = settings.base_container_context().merge(step_pod_context())
+    for override in overrides:
+        context = context.merge(override)
+    for config in step_configs:
+        context = context.merge(K8sContainerContext(run_k8s_config=config))
+    labels = step_labels(transformation, partition)
+    extra: dict[str, Any] = {"job_metadata": {"labels": labels}, "pod_template_spec_metadata": {"labels": labels}}
+    if partition is not None:
+        extra["job_metadata"]["annotations"] = {PARTITION_KEY_ANNOTATION: partition}
+        extra["pod_template_spec_metadata"]["annotations"] = {PARTITION_KEY_ANNOTATION: partition}
+    context = context.merge(K8sContainerContext(run_k8s_config=UserDefinedDagsterK8sConfig.from_dict(extra)))
+    return _add_gpu_toleration(context)
 
 
 def _context_class(settings: K8sSettings) -> type[K8sContainerContext]:

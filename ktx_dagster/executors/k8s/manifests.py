@@ -6,11 +6,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dagster_k8s.container_context import K8sContainerContext
-from dagster_k8s.job import UserDefinedDagsterK8sConfig
-
-from ktx_dagster.executors.k8s.container_context import _add_gpu_toleration, step_pod_context
-from ktx_dagster.executors.k8s.labels import PARTITION_KEY_ANNOTATION, step_labels
+from ktx_dagster.executors.k8s.container_context import step_container_context
 from ktx_dagster.executors.k8s.settings import K8sSettings
 
 
@@ -25,26 +21,16 @@ def render_step_job(
 ) -> dict[str, Any]:
     """The Job manifest the executor builds for one step, without a Dagster run.
 
-    Same merge order as :meth:`KtxK8sStepHandler._get_container_context` (settings, op
-    tag ``dagster-k8s/config``, ktx labels) and the same upstream ``construct_dagster_k8s_job``;
-    used by the static checks and handy for ``kubectl apply --dry-run=server``.
+    The step handler's container context (:func:`step_container_context`, without a run's
+    overrides) and the same upstream ``construct_dagster_k8s_job``; used by the static checks
+    and handy for ``kubectl apply --dry-run=server``.
     """
     import kubernetes.client
     from dagster_k8s.job import construct_dagster_k8s_job, get_user_defined_k8s_config
 
-    context = settings.base_container_context().merge(step_pod_context())
-    context = context.merge(
-        K8sContainerContext(
-            run_k8s_config=get_user_defined_k8s_config({"dagster-k8s/config": json.dumps(dict(k8s_config))})
-        )
-    )
-    labels = step_labels(transformation, partition)
-    extra: dict[str, Any] = {"job_metadata": {"labels": labels}, "pod_template_spec_metadata": {"labels": labels}}
-    if partition is not None:
-        extra["job_metadata"]["annotations"] = {PARTITION_KEY_ANNOTATION: partition}
-        extra["pod_template_spec_metadata"]["annotations"] = {PARTITION_KEY_ANNOTATION: partition}
-    context = _add_gpu_toleration(
-        context.merge(K8sContainerContext(run_k8s_config=UserDefinedDagsterK8sConfig.from_dict(extra)))
+    context = step_container_context(
+        settings, transformation=transformation, partition=partition,
+        step_configs=(get_user_defined_k8s_config({"dagster-k8s/config": json.dumps(dict(k8s_config))}),),
     )
     job = construct_dagster_k8s_job(
         job_config=settings.job_config(None),

@@ -19,12 +19,7 @@ from ktx_dagster.compat import (
     StepHandlerContext,
 )
 from ktx_dagster.executors.k8s.cluster_access import check_cluster_access, kubeconfig_source
-from ktx_dagster.executors.k8s.container_context import (
-    _add_gpu_toleration,
-    _as_class,
-    _context_class,
-    step_pod_context,
-)
+from ktx_dagster.executors.k8s.container_context import _as_class, _context_class, step_container_context
 from ktx_dagster.executors.k8s.diagnosis import (
     DISRUPTION_CONDITION,
     _disruption_condition,
@@ -32,7 +27,6 @@ from ktx_dagster.executors.k8s.diagnosis import (
     grown_memory,
     oom_diagnosis,
 )
-from ktx_dagster.executors.k8s.labels import PARTITION_KEY_ANNOTATION, step_labels
 from ktx_dagster.executors.k8s.settings import K8sSettings
 from ktx_dagster.executors.stragglers import straggler_message
 from ktx_dagster.task_resources import EXPECTED_DURATION_TAG, MAX_MEMORY_TAG, MEMORY_GROWTH_TAG
@@ -86,43 +80,22 @@ class KtxK8sStepHandler(K8sStepHandler):
         run_launcher = step_handler_context.instance.run_launcher
         k8s_launcher = run_launcher if isinstance(run_launcher, K8sRunLauncher) else None
 
-        # Upstream passes the instance's run launcher unconditionally (AttributeError on
-        # DefaultRunLauncher). Our settings are the base; a K8sRunLauncher's config and the
-        # code location's container context override them, the executor's run config and
-        # the step's op tags override those.
-        context = self._settings.base_container_context().merge(step_pod_context())
-        context = context.merge(
-            K8sContainerContext.create_for_run(run, k8s_launcher, include_run_tags=False)
-        )
-        context = context.merge(self._executor_container_context)
-
-        step_tags = step_handler_context.step_tags[step_key]
         from dagster_k8s.job import get_user_defined_k8s_config
 
-        context = context.merge(K8sContainerContext(run_k8s_config=get_user_defined_k8s_config(step_tags)))
+        # Upstream passes the instance's run launcher unconditionally (AttributeError on
+        # DefaultRunLauncher): we pass a K8sRunLauncher's context only when there is one.
+        step_tags = step_handler_context.step_tags[step_key]
         op_name = step_handler_context.get_step_context(step_key).step.op_name
-        context = context.merge(
-            K8sContainerContext(
-                run_k8s_config=UserDefinedDagsterK8sConfig.from_dict(
-                    self._per_step_k8s_config.get(op_name, {})
-                )
-            )
+        context = step_container_context(
+            self._settings,
+            transformation=step_tags.get(TRANSFORMATION_TAG) or op_name,
+            partition=run.tags.get(PARTITION_RUN_TAG),
+            overrides=(K8sContainerContext.create_for_run(run, k8s_launcher, include_run_tags=False),
+                       self._executor_container_context),
+            step_configs=(get_user_defined_k8s_config(step_tags),
+                          UserDefinedDagsterK8sConfig.from_dict(self._per_step_k8s_config.get(op_name, {}))),
         )
-
-        transformation = step_tags.get(TRANSFORMATION_TAG) or op_name
-        partition = run.tags.get(PARTITION_RUN_TAG)
-        labels = step_labels(transformation, partition)
-        extra: dict[str, Any] = {
-            "job_metadata": {"labels": labels},
-            "pod_template_spec_metadata": {"labels": labels},
-        }
-        if partition is not None:
-            annotations = {PARTITION_KEY_ANNOTATION: partition}
-            extra["job_metadata"]["annotations"] = annotations
-            extra["pod_template_spec_metadata"]["annotations"] = annotations
-        context = context.merge(K8sContainerContext(run_k8s_config=UserDefinedDagsterK8sConfig.from_dict(extra)))
         context = self._grow_memory_after_oom(step_handler_context, step_key, step_tags, context)
-        context = _add_gpu_toleration(context)
         return _as_class(context, self._context_cls)
 
     def _grow_memory_after_oom(self, step_handler_context: StepHandlerContext, step_key: str,
