@@ -33,7 +33,7 @@ All settings come from the environment in one place, :meth:`K8sSettings.from_env
 ``KTX_DEPLOYMENT=minikube|eks``.
 
 One job per module: ``settings``, ``labels``, ``container_context``, ``cluster_access``,
-``diagnosis``, ``step_handler``, ``executor``, ``manifests``.
+``diagnosis``, ``pod_watch``, ``step_handler``, ``executor``, ``manifests``.
 """
 
 from __future__ import annotations
@@ -60,12 +60,8 @@ from ktx_dagster.executors.k8s.labels import (
 )
 from ktx_dagster.executors.k8s.manifests import render_step_job
 from ktx_dagster.executors.k8s.settings import DATA_MOUNT, DEPLOYMENTS, K8sSettings
-from ktx_dagster.executors.k8s.step_handler import (
-    KtxK8sStepHandler,
-    MAX_DISRUPTION_RELAUNCHES,
-    PARTITION_RUN_TAG,
-    TRANSFORMATION_TAG,
-)
+from ktx_dagster.executors.k8s.pod_watch import MAX_DISRUPTION_RELAUNCHES, PARTITION_RUN_TAG, TRANSFORMATION_TAG
+from ktx_dagster.executors.k8s.step_handler import KtxK8sStepHandler
 
 __all__ = [
     "ClusterAccessError",
