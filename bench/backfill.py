@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     cleanup = contextlib.ExitStack()
     extra_env = {"KTX_LOCAL_EXECUTOR": args.executor}
     data_dir = root / "stack" / "data"
+    cluster = None
     if args.deployment == "emulated-k8s":
         from k8s_harness import project_env, seed_cluster_config
         from ktx_dagster.testing.pytest_plugin import k8s_test_cluster
@@ -206,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
             "cpu_seconds_per_partition": round(cpu / args.partitions, 2) if cpu is not None else None,
             "cpus": os.cpu_count(),
             "load_avg_1m_at_end": round(os.getloadavg()[0], 1),
+            **({"jobs_per_partition": round(len(cluster.emulator.jobs()) / args.partitions, 2),
+                "pods_per_partition": round(len({p["metadata"]["uid"] for p in cluster.emulator.pods()})
+                                            / args.partitions, 2)}
+               if args.deployment == "emulated-k8s" and cluster.emulator is not None else {}),
             "note": "cpu_seconds_per_partition: CPU of all the deployment's processes from launch to "
             "completion (polling included) per partition, independent of other load; on an idle "
             "machine the wall time per partition is at least that / min(cpus, concurrency)",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import http.server
 import json
+import sys
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,13 @@ class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up (a watch closed, a step process killed) is normal traffic for
+        # an API server, not a traceback on stderr; anything else is still printed.
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
 
 
 def _parse_path(path: str) -> tuple[str, str | None, str | None, str | None] | None:
