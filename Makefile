@@ -128,7 +128,7 @@ images: venv system-deps
 # is stopped again whatever the tests did.
 test: venv system-deps tools images
 	$(DOCKER_ENV) KTX_REQUIRE_DOCKER=1 KTX_REQUIRE_STATIC_TOOLS=1 KTX_REQUIRE_POSTGRES=1 KTX_REQUIRE_BROWSER=1 \
-		$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; $(DOCKER_ENV) bash .ci/docker.sh stop; exit $$rc
+		$(PY) -m pytest --durations=25 $(PYTEST_ARGS); rc=$$?; $(DOCKER_ENV) bash .ci/docker.sh stop; exit $$rc
 
 test-heavy: venv system-deps tools
 	$(PY) -m pytest -m heavy $(PYTEST_ARGS)

@@ -59,6 +59,17 @@ class CheckContext:
     def path(self, relative: str) -> UPath:
         return self.root / relative
 
+    @classmethod
+    def of(cls, context: Any, asset_key: dg.AssetKey, data_dir: DataDir) -> CheckContext:
+        """For the step running the rules: its partition, log and instance, and the data root."""
+        return cls(
+            asset_key=asset_key,
+            partition_key=context.partition_key if context.has_partition_key else None,
+            root=data_dir.path,
+            log=context.log,
+            instance=context.instance,
+        )
+
 
 @dataclass(frozen=True)
 class Check:
@@ -351,14 +362,7 @@ def checked_after_output(
             )
         output = result if isinstance(result, dg.Output) else dg.Output(result)
         yield output
-        context = dg.AssetExecutionContext.get()
-        ctx = CheckContext(
-            asset_key=asset_key,
-            partition_key=context.partition_key if context.has_partition_key else None,
-            root=data_dir.path,
-            log=context.log,
-            instance=context.instance,
-        )
+        ctx = CheckContext.of(dg.AssetExecutionContext.get(), asset_key, data_dir)
         yield from evaluate(checks, output.value, ctx)
 
     if added:
@@ -396,14 +400,6 @@ def output_checks(
     # No annotations here: this module uses postponed annotations, which Dagster's context and
     # resource detection cannot read; the data root comes from the `data_dir` resource.
     def _checks(context, value):
-        data_dir: DataDir = context.resources.data_dir
-        ctx = CheckContext(
-            asset_key=key,
-            partition_key=context.partition_key if context.has_partition_key else None,
-            root=data_dir.path,
-            log=context.log,
-            instance=context.instance,
-        )
-        yield from evaluate(checks, value, ctx)
+        yield from evaluate(checks, value, CheckContext.of(context, key, context.resources.data_dir))
 
     return _checks

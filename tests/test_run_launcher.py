@@ -78,7 +78,12 @@ def test_run_executes_in_a_forked_process_with_the_callers_environment(instance,
 
     stored = Path(instance.storage_directory()) / "env_probe"
     assert pickle.loads(stored.read_bytes()) == "set-after-the-fork-server-started"
-    assert instance.run_launcher.check_run_worker_health(run).status == WorkerStatus.SUCCESS
+    # the run's last event is written just before its process exits: give it that moment
+    deadline = time.monotonic() + 30
+    while (health := instance.run_launcher.check_run_worker_health(run)).status == WorkerStatus.RUNNING:
+        assert time.monotonic() < deadline, f"run process {pid} still alive 30 s after its run ended"
+        time.sleep(0.1)
+    assert health.status == WorkerStatus.SUCCESS
 
 
 def test_terminate_cancels_a_running_run(instance, monkeypatch):

@@ -116,8 +116,10 @@ def docker_flags_from_values(deployment: dict, values: dict, scratch: Path) -> l
     return flags
 
 
-@pytest.mark.parametrize("name", [d["name"] for d in yaml.safe_load(VALUES_EKS.read_text())
-                                  ["dagster-user-deployments"]["deployments"]])
+# The first code location by default; the others share its values (a YAML anchor), in the heavy run.
+@pytest.mark.parametrize("name", [pytest.param(d["name"], marks=[pytest.mark.heavy] if i else [])
+                                  for i, d in enumerate(yaml.safe_load(VALUES_EKS.read_text())
+                                                        ["dagster-user-deployments"]["deployments"])])
 def test_the_eks_code_server_runs_as_hardened_as_the_values_say(image, name, tmp_path):
     """The code server of one location, from values-eks.yaml: healthy, its repository listed."""
     from dagster._grpc.client import DagsterGrpcClient

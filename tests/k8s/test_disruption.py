@@ -130,6 +130,7 @@ def test_a_straggler_is_told_once_with_its_pod_and_node(disruptions):
          "... was disrupted (...), for the 4th time; ktx started the step again 3 times after disruptions and "
          "stops here. Look at what disrupts the pods ...'",
     outcome="the step fails plainly after 3 restarts (Jobs -r1..-r3), not in a loop; the run fails")
+@pytest.mark.heavy  # four evictions in a row: the single eviction above runs by default
 def test_a_step_disrupted_again_and_again_fails_plainly(disruptions):
     h, cluster = disruptions, disruptions.cluster
     (cluster.data_dir / "go").unlink(missing_ok=True)

@@ -258,7 +258,8 @@ def test_daemon_killed_while_launching_a_run(stack):
             "attempts overlap; never more runs than the limit; no run ever marked failed, none left "
             "queued or started (SQLite and PostgreSQL)",
 )
-@pytest.mark.parametrize("stack", ["sqlite", "postgres"], indirect=True)
+# PostgreSQL (the shared instance) as well, in the heavy run: the SQLite case is the default's.
+@pytest.mark.parametrize("stack", ["sqlite", pytest.param("postgres", marks=pytest.mark.heavy)], indirect=True)
 def test_daemon_killed_mid_backfill(stack):
     backfill, killed_at = _restart_mid_backfill(stack, "daemon", "daemon restarted", held_after=3)
     _assert_each_partition_once(stack, backfill, killed_at)
