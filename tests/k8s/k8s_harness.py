@@ -308,11 +308,56 @@ def dagster_harness(
         for key, value in env.items():
             mp.setenv(key, value)
         mp.chdir(REPO_ROOT)
-        with DagsterInstance.get() as instance:
-            with WorkspaceProcessContext(instance, target) as workspace:
-                errors = workspace.create_request_context().code_location_errors()
-                assert not errors, errors
-                yield DagsterK8sHarness(cluster, instance, workspace, dagster_home, location_name)
+        before = _code_server_children()
+        try:
+            with DagsterInstance.get() as instance:
+                with WorkspaceProcessContext(instance, target) as workspace:
+                    errors = workspace.create_request_context().code_location_errors()
+                    assert not errors, errors
+                    yield DagsterK8sHarness(cluster, instance, workspace, dagster_home, location_name)
+        finally:
+            _stop(_code_server_children() - before)
+
+
+def _code_server_children() -> set[int]:
+    """This process's `dagster api grpc` children (Linux /proc; none elsewhere)."""
+    found: set[int] = set()
+    if not os.path.isdir("/proc"):
+        return found
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == os.getpid() and b"api" in argv and b"grpc" in argv:
+            found.add(int(entry))
+    return found
+
+
+def _stop(pids: set[int], grace: float = 10.0) -> None:
+    """The workspace asks its code server to shut down but does not wait for it. Left running,
+    it outlives the test's PostgreSQL and retries its connection for minutes (then belongs to
+    init): wait for it, then kill it, so a test stops what it started."""
+    import signal
+
+    deadline = time.monotonic() + grace
+    while pids and time.monotonic() < deadline:
+        for pid in list(pids):
+            with contextlib.suppress(ChildProcessError):
+                if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                    continue
+            pids.discard(pid)
+        time.sleep(0.1)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
 
 
 def project_env(cluster: K8sTestCluster, data_dir: Path, host_data_path: str) -> dict[str, str]:
