@@ -30,14 +30,8 @@ def ui_stack(tmp_path_factory):
     )
     write_inputs(stack.data, SAMPLE_KEYS)
     stack.sync_partitions()
-    try:
-        stack.start(timeout=180)
-    except BaseException:
-        stack.stop()
-        print(stack.dump_logs(), file=sys.stderr)
-        raise
-    yield stack
-    stack.stop()
+    with stack.running(timeout=180):
+        yield stack
 
 
 @pytest.fixture

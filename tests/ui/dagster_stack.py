@@ -15,6 +15,7 @@ and its completion is noticed within seconds; `daemon_interval=None` runs the st
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -25,7 +26,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,6 +186,20 @@ class DagsterStack:
                 last_error = exc
             time.sleep(interval)
         raise TimeoutError(f"timed out waiting for {what}" + (f" (last error: {last_error})" if last_error else ""))
+
+    @contextlib.contextmanager
+    def running(self, timeout: float = 180) -> Iterator[DagsterStack]:
+        """Started for the block, stopped after it; a stack that fails to start prints its logs."""
+        try:
+            self.start(timeout=timeout)
+        except BaseException:
+            self.stop()
+            print(self.dump_logs(), file=sys.stderr)
+            raise
+        try:
+            yield self
+        finally:
+            self.stop()
 
     def stop(self) -> None:
         for proc in self.procs.values():

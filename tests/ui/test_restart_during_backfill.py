@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -34,7 +33,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dagster_stack import DagsterStack
+from dagster_stack import REPO, DagsterStack
 from ktx_dagster.run_launcher import PID_TAG
 from ktx_dagster.testing.pytest_plugin import ktx_postgres  # noqa: F401  (fixture)
 from slow_location import ATTEMPTS_DIR, HOLD_FILE, PARTITIONS, SECONDS_ENV
@@ -72,19 +71,11 @@ def stack(request, tmp_path_factory):
     # Shorter waits than shipped, so a run orphaned in STARTING is failed and retried within
     # the test's time: 60 s -> START_TIMEOUT, polled every second instead of every 30 s.
     config["run_monitoring"].update(start_timeout_seconds=START_TIMEOUT, poll_interval_seconds=1)
-    if request.param == "postgres":  # the instance's runs, events and schedules on PostgreSQL
-        db = {key: {"env": f"DAGSTER_PG_{env}"} for key, env in
-              (("hostname", "HOST"), ("port", "PORT"), ("username", "USER"), ("password", "PASSWORD"), ("db_name", "DB"))}
-        config["storage"] = {"postgres": {"postgres_db": {**db, "scheme": "postgresql+psycopg2"}}}
+    if request.param == "postgres":  # the shared instance's storage as shipped (it reads DAGSTER_PG_*)
+        config["storage"] = yaml.safe_load((REPO / "deploy/minikube/dagster.yaml").read_text())["storage"]
     config_path.write_text(yaml.safe_dump(config))
-    try:
-        stack.start(timeout=180)
-    except BaseException:
-        stack.stop()
-        print(stack.dump_logs(), file=sys.stderr)
-        raise
-    yield stack
-    stack.stop()
+    with stack.running(timeout=180):
+        yield stack
 
 
 def _attempts(stack: DagsterStack) -> list[dict]:
