@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 REPORT = ROOT / "docs" / "reliability.md"
 SECTIONS = ("pod failure", "fault", "bad input", "security")
 FIELDS = ("case", "injected", "seen", "outcome")
+HEAVY = " (heavy)"  # after a test id: it runs in `make test-heavy` only
 
 # Cases issue #11 names; each must be the `case` of at least one test (a test removed or
 # renamed shows here as a missing case, not as a silently shorter report).
@@ -118,7 +119,7 @@ class _Collector:
                 if missing or extra:
                     self.errors.append(f"{where}: reliability marker needs {FIELDS}; missing {missing}, unknown {extra}")
                     continue
-                heavy = " (heavy)" if item.get_closest_marker("heavy") else ""
+                heavy = HEAVY if item.get_closest_marker("heavy") else ""
                 self.rows.append({"section": mark.args[0], "test": where + heavy,
                                   **{f: " ".join(str(mark.kwargs[f]).split()) for f in FIELDS}})
 
@@ -137,18 +138,19 @@ def _cell(text: str) -> str:
 
 
 def _merged(rows: list[dict[str, str]]) -> list[dict[str, str]]:
-    """One row per parametrized test with the same words: `test_x[a, b]` instead of two rows."""
+    """One row per parametrized test with the same words: `test_x[a, b (heavy)]` instead of two
+    rows; "(heavy)" stays on what runs only in the heavy run."""
     groups: dict[tuple[str, ...], list[str]] = {}
     for r in rows:
-        name, _, param = r["test"].partition("[")
+        test = r["test"].removesuffix(HEAVY)
+        heavy = HEAVY if r["test"].endswith(HEAVY) else ""
+        name, _, param = test.partition("[")
         key = (r["section"], *(r[f] for f in FIELDS), name)
-        groups.setdefault(key, []).append(param)
+        groups.setdefault(key, []).append(param.removesuffix("]") + heavy if param else heavy)
     merged = []
     for (section, *words, name), params in groups.items():
-        ids = [p.rstrip("]") for p in params if p]
-        heavy = " (heavy)" if any(p.endswith(" (heavy)") for p in params) or name.endswith(" (heavy)") else ""
-        test = name.removesuffix(" (heavy)") + (f"[{', '.join(i.removesuffix('] (heavy)') for i in ids)}]" if ids else "")
-        merged.append({"section": section, **dict(zip(FIELDS, words)), "test": test + heavy})
+        test = f"{name}[{', '.join(params)}]" if params != [""] and params != [HEAVY] else name + params[0]
+        merged.append({"section": section, **dict(zip(FIELDS, words)), "test": test})
     return merged
 
 
