@@ -204,13 +204,22 @@ def test_an_evicted_pod_is_a_disruption_target_and_gone(emu, api):
     pod = emu.wait_for(lambda: [p for p in emu.pods("t", "job-name=drained")
                                 if "started" in emu.pod_log("t", p["metadata"]["name"])])[0]
     name = pod["metadata"]["name"]
+    # Follow the pod through a watch opened before the eviction: it may be stopped and gone
+    # before a GET could read it (its trap exits at once), on a real cluster as here.
+    since = core.list_namespaced_pod("t", field_selector=f"metadata.name={name}").metadata.resource_version
     core.create_namespaced_pod_eviction(name, "t", client.V1Eviction(
         metadata=client.V1ObjectMeta(name=name, namespace="t"),
         delete_options=client.V1DeleteOptions(grace_period_seconds=1)))
-    marked = core.read_namespaced_pod(name, "t")
+    seen = []
+    for event in watch.Watch().stream(core.list_namespaced_pod, "t", field_selector=f"metadata.name={name}",
+                                      resource_version=since, timeout_seconds=20):
+        seen.append(event)
+        if event["type"] == "DELETED":
+            break
+    marked = next(e["object"] for e in seen if e["object"].metadata.deletion_timestamp is not None)
     (condition,) = [c for c in marked.status.conditions if c.type == "DisruptionTarget"]
     assert (condition.status, condition.reason) == ("True", "EvictionByEvictionAPI")
-    assert marked.metadata.deletion_timestamp is not None
+    assert seen[-1]["type"] == "DELETED", [e["type"] for e in seen]
     job = _wait_job(batch, "drained")
     (failed,) = [c for c in job.status.conditions if c.type == "Failed"]
     assert failed.reason == "PodFailurePolicy", failed
