@@ -222,12 +222,15 @@ def submission(samples: LazyPartitions, model: dict, challenge_set: pd.DataFrame
     return steps.submission(samples, model, challenge_set, tracks)
 
 
-@transformation(cpu="1", memory="1Gi", group=GROUP, format="parquet")
+@transformation(inputs={"samples": Upstream(test_samples, mapping=ALL)}, cpu="1", memory="1Gi", group=GROUP,
+                format="parquet")
 def evaluation(
     context: dg.AssetExecutionContext, submission: pd.DataFrame, challenge_set: pd.DataFrame, tracks: pd.DataFrame,
+    samples: LazyPartitions,
 ) -> pd.DataFrame:
-    """R-precision, NDCG and clicks per category and overall, model vs popularity baseline."""
-    result = steps.evaluation(submission, challenge_set, tracks)
+    """R-precision, NDCG and clicks per category and overall: the model against a co-occurrence-only
+    ranking of the same candidates and the popularity baseline."""
+    result = steps.evaluation(submission, challenge_set, tracks, samples)
     png = base64.b64encode(result.png).decode()
     metadata: dict[str, object] = {
         "scores": dg.MetadataValue.md(result.markdown),

@@ -124,7 +124,7 @@ def run_contest(raw_dir: Path, size: ContestSize, timings: Timings | None = None
                     for s in range(size.test_sample_shards)}
     trained = t.run("model", steps.model, _lazy(train_samples), size)
     sub = t.run("submission", steps.submission, _lazy(test_samples), trained, test_cs, tracks)
-    ev = t.run("evaluation", steps.evaluation, sub, test_cs, tracks)
+    ev = t.run("evaluation", steps.evaluation, sub, test_cs, tracks, _lazy(test_samples))
     out = {"tracks": tracks, "challenge_set": test_cs, "training_challenge_set": train_cs, "challenge_keys": keys,
            "cooccurrence": cooc,
            "artist_playlists": artist_pl, "training_samples": train_samples, "test_samples": test_samples,

@@ -41,7 +41,7 @@ def show_evaluation(root: UPath) -> int:
         print("Spotify: no evaluation materialized yet")
         return 1
     meta = evaluation.asset_materialization.metadata
-    print("\nSpotify contest, evaluation of the model against the popularity baseline")
+    print("\nSpotify contest, evaluation of the model against two baselines: co-occurrence only, popularity")
     print("(R-precision and NDCG: higher is better; clicks: lower is better):\n")
     print(meta["scores"].value)
     print(f"Official export: {root / 'challenge_submission.txt'}")

@@ -302,8 +302,13 @@ def model(training_samples: Mapping[str, Loader], size: ContestSize) -> dict:
 
 
 def _lists_for(view: ChallengeView, samples: pd.DataFrame, trained: dict, n_tracks: int) -> np.ndarray:
-    rows = pd.Index(view.pids).get_indexer(samples["pid"].to_numpy())
     scores = model_mod.predict(trained, samples[trained["feature_names"]].to_numpy(np.float32))
+    return _ranked_lists(view, samples, scores, n_tracks)
+
+
+def _ranked_lists(view: ChallengeView, samples: pd.DataFrame, scores: np.ndarray, n_tracks: int) -> np.ndarray:
+    """(len(view), 500) lists: the samples' candidates by descending score, filled by popularity."""
+    rows = pd.Index(view.pids).get_indexer(samples["pid"].to_numpy())
     ranked = submission_mod.rank_candidates(rows, samples["track_id"].to_numpy(np.int64), scores, len(view))
     return submission_mod.fill_popular(ranked, [view.seeds(i) for i in range(len(view))], n_tracks)
 
@@ -311,28 +316,47 @@ def _lists_for(view: ChallengeView, samples: pd.DataFrame, trained: dict, n_trac
 def submission(test_samples: Mapping[str, Loader], model: dict, challenge_set: pd.DataFrame,
                tracks: pd.DataFrame) -> pd.DataFrame:
     """Top 500 per challenge playlist: pid, rank (1..500), track_id. One sample shard in memory at a time."""
-    view = ChallengeView.from_frame(challenge_set)
+    return _lists_by_shard(ChallengeView.from_frame(challenge_set), test_samples, len(tracks),
+                           lambda view, samples: _lists_for(view, samples, model, len(tracks)))
+
+
+def _lists_by_shard(view: ChallengeView, test_samples: Mapping[str, Loader], n_tracks: int,
+                    lists_for: Callable[[ChallengeView, pd.DataFrame], np.ndarray],
+                    **read_options: Any) -> pd.DataFrame:
+    """pid, rank, track_id for every playlist of `view`, one sample shard in memory at a time."""
     frames = []
-    for samples in _loaded(test_samples):
+    for samples in _loaded(test_samples, **read_options):
         pids = np.unique(samples["pid"].to_numpy())
         sub = view.subset(np.searchsorted(view.pids, pids))
-        frames.append(submission_mod.lists_frame(sub.pids, _lists_for(sub, samples, model, len(tracks))))
+        frames.append(submission_mod.lists_frame(sub.pids, lists_for(sub, samples)))
     out = pd.concat(frames, ignore_index=True)
     missing = np.setdiff1d(view.pids, out["pid"].unique())
     if len(missing):  # a playlist with no candidates at all still gets its 500 popular tracks
         sub = view.subset(np.searchsorted(view.pids, missing))
-        lists = submission_mod.popularity_lists([sub.seeds(i) for i in range(len(sub))], len(tracks))
+        lists = submission_mod.popularity_lists([sub.seeds(i) for i in range(len(sub))], n_tracks)
         out = pd.concat([out, submission_mod.lists_frame(sub.pids, lists)], ignore_index=True)
     return out.sort_values(["pid", "rank"]).reset_index(drop=True)
 
 
-def evaluation(submission: pd.DataFrame, challenge_set: pd.DataFrame, tracks: pd.DataFrame) -> EvaluationResult:
-    """Model vs popularity baseline, per category and overall."""
+def evaluation(submission: pd.DataFrame, challenge_set: pd.DataFrame, tracks: pd.DataFrame,
+               test_samples: Mapping[str, Loader]) -> EvaluationResult:
+    """Model vs two baselines without a learned model, per category and overall: the test
+    candidates by co-occurrence with the seeds alone (submission.cooccurrence_scores), and
+    the most popular tracks. One sample shard in memory at a time, only the columns needed."""
     view = ChallengeView.from_frame(challenge_set)
-    lists = submission_mod.lists_from_frame(submission, view.pids)
-    baseline = submission_mod.popularity_lists([view.seeds(i) for i in range(len(view))], len(tracks))
-    return evaluation_mod.evaluate(view, {"model": lists, "popularity": baseline},
-                                   tracks["artist_id"].to_numpy(np.int64))
+    n_tracks = len(tracks)
+    # The IO manager reads only these columns; in-memory loaders (tests, inprocess) take no options.
+    columns = {"columns": ["pid", "track_id", *KINDS]} if isinstance(test_samples, LazyPartitions) else {}
+    by_cooccurrence = _lists_by_shard(
+        view, test_samples, n_tracks,
+        lambda sub, samples: _ranked_lists(sub, samples, submission_mod.cooccurrence_scores(samples), n_tracks),
+        **columns)
+    lists = {
+        "model": submission_mod.lists_from_frame(submission, view.pids),
+        "cooccurrence": submission_mod.lists_from_frame(by_cooccurrence, view.pids),
+        "popularity": submission_mod.popularity_lists([view.seeds(i) for i in range(len(view))], n_tracks),
+    }
+    return evaluation_mod.evaluate(view, lists, tracks["artist_id"].to_numpy(np.int64))
 
 
 def _official(official_challenge: bytes, tracks: pd.DataFrame) -> tuple[mpd_io.ChallengeSet, ChallengeView]:

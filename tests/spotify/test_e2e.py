@@ -18,6 +18,17 @@ def test_model_beats_popularity_baseline(mini_contest):
     assert set(t.category) == {"overall", *steps.challenge.CATEGORY_NAMES}
 
 
+def test_model_beats_cooccurrence_only_ranking(mini_contest):
+    """The learned ranker earns its place: better than the same candidates by co-occurrence alone."""
+    t = mini_contest["evaluation"].table
+    cooc = t[t.method == "cooccurrence"]
+    assert set(cooc.category) == {"overall", *steps.challenge.CATEGORY_NAMES}
+    overall = t[t.category == "overall"].set_index("method")
+    assert overall.loc["cooccurrence", "r_precision"] > overall.loc["popularity", "r_precision"]
+    assert overall.loc["model", "r_precision"] > overall.loc["cooccurrence", "r_precision"]
+    assert overall.loc["model", "ndcg"] > overall.loc["cooccurrence", "ndcg"]
+
+
 def test_submission_lists(mini_contest):
     sub = mini_contest["submission"]
     cs = mini_contest["challenge_set"]
