@@ -4,7 +4,9 @@
 
 Generates the synthetic MPD once under bench/.cache/<size>-seed<seed>/ (reused later), runs
 every asset through spotify_mpc.steps, and prints wall and CPU time per step, an estimate
-of each step's largest task memory, and the model's and the popularity baseline's metrics.
+of each step's largest task memory, and the metrics of the model and of the two baselines
+(the same candidates by co-occurrence alone; the most popular tracks), per category and
+overall, with the model's margin over the co-occurrence-only ranking.
 """
 
 from __future__ import annotations
@@ -24,6 +26,19 @@ from spotify_mpc.inprocess import Timings, run_contest  # noqa: E402
 from spotify_mpc.sizes import get_size  # noqa: E402
 
 CACHE = Path(__file__).resolve().parent / ".cache"
+
+
+def overall_summary(table) -> str:
+    """The overall row per method, and whether the learned ranker beats co-occurrence alone."""
+    overall = table[table["category"] == "overall"].set_index("method")
+    lines = [f"{'overall':<14} {'r_precision':>11} {'ndcg':>8} {'clicks':>7}"]
+    lines += [f"{m:<14} {r['r_precision']:11.4f} {r['ndcg']:8.4f} {r['clicks']:7.2f}" for m, r in overall.iterrows()]
+    if {"model", "cooccurrence"} <= set(overall.index):
+        gain = {k: overall.at["model", k] / overall.at["cooccurrence", k] - 1 for k in ("r_precision", "ndcg")}
+        beats = all(v > 0 for v in gain.values())
+        lines.append(f"model vs co-occurrence only: R-precision {gain['r_precision']:+.1%}, NDCG {gain['ndcg']:+.1%} "
+                     f"({'the model beats it' if beats else 'the model does NOT beat it'})")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> int:
@@ -51,6 +66,7 @@ def main() -> int:
     print(f"\nwhole chain: {total:.1f}s wall, {sum(r['cpu_seconds'] for r in timings.rows):.1f}s cpu "
           f"(size {size.name}, {size.slices} slices, {size.n_parts} parts)\n")
     print(out["evaluation"].markdown)
+    print(overall_summary(out["evaluation"].table))
     if args.save:
         import pickle
 
