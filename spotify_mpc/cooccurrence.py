@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from spotify_mpc.arrays import unique
 from spotify_mpc.challenge import ChallengeView
 from spotify_mpc.hashing import combine, shard_of
 from spotify_mpc.text import title_ngram_pairs
@@ -73,7 +74,7 @@ def playlist_keys(view: ChallengeView, kind: str) -> tuple[np.ndarray, np.ndarra
 def challenge_keys(views: Iterable[ChallengeView]) -> dict[str, np.ndarray]:
     """Sorted distinct key codes per kind over all challenge sets."""
     views = list(views)
-    return {kind: np.unique(np.concatenate([playlist_keys(v, kind)[1] for v in views] or [np.zeros(0, np.int64)]))
+    return {kind: unique(np.concatenate([playlist_keys(v, kind)[1] for v in views] or [np.zeros(0, np.int64)]))
             for kind in KINDS}
 
 
@@ -333,9 +334,7 @@ class CoocLookup(_Coverage):
             want = np.flatnonzero(shards == s)
             key, partner, count = self._table(kind, int(s))
             # Tables are sorted by key: each wanted key is one contiguous run of rows.
-            lo = np.searchsorted(key, codes[want], side="left")
-            hi = np.searchsorted(key, codes[want], side="right")
-            n = hi - lo
+            lo, n = _runs(key, codes[want])
             idx = np.repeat(lo - np.cumsum(n) + n, n) + np.arange(n.sum())
             row_of = np.repeat(want, n)
             sub_p, sub_c = partner[idx], count[idx]
@@ -355,7 +354,9 @@ class CoocLookup(_Coverage):
     def _table(self, kind: str, shard: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         item = self.tables[(kind, shard)]
         df = item() if callable(item) else item
-        key, partner, count = df["key"].to_numpy().astype(np.int64), df["partner"].to_numpy(), df["count"].to_numpy()
+        # The key column keeps its stored dtype (int32 for track keys): a copy of every table
+        # as int64 would cost more than the lookups; _runs searches it in that dtype.
+        key, partner, count = df["key"].to_numpy(), df["partner"].to_numpy(), df["count"].to_numpy()
         if len(key) and not np.all(key[1:] >= key[:-1]):  # written by reduce_shard sorted; be safe
             order = np.argsort(key, kind="stable")
             key, partner, count = key[order], partner[order], count[order]
@@ -367,7 +368,7 @@ class CoocLookup(_Coverage):
         normalized float32 CSR per kind (8 bytes a partner, half of the table rows)."""
         kinds = {}
         for kind, codes in codes_by_kind.items():
-            codes = np.unique(np.asarray(codes, dtype=np.int64))
+            codes = unique(np.asarray(codes, dtype=np.int64))
             shards = shard_of(codes, self.n_shards)
             keys, counts, mats = [], [], []
             for s in range(self.n_shards):
@@ -375,10 +376,9 @@ class CoocLookup(_Coverage):
                 if not len(want):
                     continue
                 key, partner, count = self._table(kind, s)
-                lo = np.searchsorted(key, want, side="left")
-                n = np.searchsorted(key, want, side="right") - lo
+                lo, n = _runs(key, want)
                 idx = np.repeat(lo - np.cumsum(n) + n, n) + np.arange(n.sum())
-                k, p, c = key[idx], partner[idx], count[idx]
+                k, p, c = key[idx].astype(np.int64), partner[idx], count[idx]
                 del key, partner, count, idx
                 is_kc = p == -1
                 vocab = k[is_kc]  # sorted: tables are sorted by key, one count row per key
@@ -397,6 +397,24 @@ class CoocLookup(_Coverage):
                 order = np.argsort(order_keys, kind="stable")
                 kinds[kind] = (order_keys[order], np.concatenate(counts)[order], sp.vstack(mats, format="csr")[order])
         return PrefetchedCooc(kinds, self._asked, self._known)
+
+
+def _runs(key: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first row, number of rows) of each code's run in `key` (sorted, any integer dtype).
+
+    Searched in key's own dtype: np.searchsorted would otherwise copy a whole int32 table
+    to int64 on every call. A code outside that dtype's range is in no run.
+    """
+    codes = np.asarray(codes, dtype=np.int64)
+    if key.dtype == np.int64:
+        lo = np.searchsorted(key, codes, side="left")
+        return lo, np.searchsorted(key, codes, side="right") - lo
+    info = np.iinfo(key.dtype)
+    fits = (codes >= info.min) & (codes <= info.max)
+    small = np.where(fits, codes, 0).astype(key.dtype)
+    lo = np.searchsorted(key, small, side="left")
+    n = np.where(fits, np.searchsorted(key, small, side="right") - lo, 0)
+    return lo, n
 
 
 class PrefetchedCooc(_Coverage):

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from spotify_mpc.arrays import unique
 from spotify_mpc.challenge import ChallengeView
 from spotify_mpc.cooccurrence import KINDS, CoocLookup, playlist_keys, top_per_row
 from spotify_mpc.text import normalize
@@ -110,11 +111,11 @@ def _key_scores(view: ChallengeView, kind: str, lookup: CoocLookup, n_tracks: in
     """Playlist x track scores of one kind, and mean log key count per playlist."""
     rows, codes = playlist_keys(view, kind)
     if len(codes):
-        pair = np.unique(rows.astype(np.int64) * (1 << 40) + np.unique(codes, return_inverse=True)[1])
+        pair = unique(rows.astype(np.int64) * (1 << 40) + np.unique(codes, return_inverse=True)[1])
         rows, inv = pair >> 40, pair & ((1 << 40) - 1)  # each key once per playlist
     else:
         inv = np.zeros(0, np.int64)
-    uniq = np.unique(codes)
+    uniq = unique(codes)
     m, key_counts = lookup.rows(kind, uniq, n_tracks)
     w = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, inv)), shape=(len(view), len(uniq)))
     s = (w @ m).tocsr()
@@ -152,7 +153,7 @@ def build_samples(view: ChallengeView, generic: pd.DataFrame, stats: TrackStats,
     for kind, k in (("total", params.cooc), ("ngram_track", params.ngram)):
         r, c, _ = top_per_row(scores[kind], k)
         parts.append(r * n_tracks + c)
-    codes = np.unique(np.concatenate([p.ravel() for p in parts]))
+    codes = unique(np.concatenate([p.ravel() for p in parts]))
     seed_rows = np.repeat(np.arange(p_count), view.n_seeds)
     seed_ok = view.seed_tracks >= 0
     codes = codes[~np.isin(codes, seed_rows[seed_ok] * n_tracks + view.seed_tracks[seed_ok])]

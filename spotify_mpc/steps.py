@@ -365,6 +365,17 @@ def _official(official_challenge: bytes, tracks: pd.DataFrame) -> tuple[mpd_io.C
     return cs, ChallengeView.from_official(cs.playlists, cs.seeds, tracks)
 
 
+def _official_shard(official_challenge: bytes, tracks: pd.DataFrame, shard: int, n_shards: int) -> ChallengeView:
+    """One shard of the official set, only its seeds renumbered (a twentieth of the URI lookups).
+    An unseen seed's negative id may differ from the whole set's; only its sign is ever used."""
+    cs = mpd_io.read_challenge_set(official_challenge, "challenge_set.json")
+    pids = cs.playlists["pid"].to_numpy(np.int64)
+    mine = pids[sample_shard_rows(pids, shard, n_shards)]
+    playlists = cs.playlists[np.isin(pids, mine)].reset_index(drop=True)
+    seeds = cs.seeds[np.isin(cs.seeds["pid"].to_numpy(np.int64), mine)].reset_index(drop=True)
+    return ChallengeView.from_official(playlists, seeds, tracks)
+
+
 def challenge_lists(official_challenge: bytes, tracks: pd.DataFrame, artist_playlists: pd.DataFrame,
                     cooccurrence: Mapping[Any, Loader], model: dict, shard: int, size: ContestSize) -> pd.DataFrame:
     """Top 500 for one shard of the official challenge set: pid, rank, track_id.
@@ -372,8 +383,7 @@ def challenge_lists(official_challenge: bytes, tracks: pd.DataFrame, artist_play
     Sharded like test_samples so no task scores all 10,000 official playlists; every
     co-occurrence table is read about once per 1,000 playlists of a shard.
     """
-    _, view = _official(official_challenge, tracks)
-    view = view.subset(sample_shard_rows(view.pids, shard, size.official_shards))
+    view = _official_shard(official_challenge, tracks, shard, size.official_shards)
     stats = features.TrackStats.from_tracks(tracks)
     generic = features.generic_features(view, stats, artist_playlists)
     lookup = _cooc_lookup(cooccurrence, size.cooc_shards)
