@@ -64,6 +64,9 @@ def test_model_beats_popularity_baseline(contest):
     assert "| category |" in meta["scores"].value
     assert meta["plot"].value.startswith("![metrics per category](data:image/png;base64,")
     assert meta["model_ndcg"].value == pytest.approx(overall.at["model", "ndcg"])
+    # The co-occurrence-only ranking, read from test_samples' parquet shards (only the columns it needs).
+    assert meta["cooccurrence_r_precision"].value == pytest.approx(overall.at["cooccurrence", "r_precision"])
+    assert overall.at["popularity", "ndcg"] < overall.at["cooccurrence", "ndcg"] < overall.at["model", "ndcg"]
 
 
 def test_official_export_passes_the_verifier(contest):
