@@ -1,4 +1,9 @@
-"""Scores per playlist, per category and overall, for the model and the popularity baseline.
+"""Scores per playlist, per category and overall, for the model and the baselines.
+
+Methods (steps.evaluation): `model`, the learned ranker's submission; `cooccurrence`, the
+same test candidates ranked by co-occurrence with the seeds alone (no learned model; see
+submission.cooccurrence_scores), which the model must beat for its place; `popularity`,
+the 500 most popular tracks.
 
 Outputs: a tidy DataFrame (method, category, playlists, r_precision, ndcg, clicks), the same
 as a Markdown table, and a per-category bar chart as PNG bytes (matplotlib, Agg backend).
