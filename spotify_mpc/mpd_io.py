@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 import numpy as np
 import pandas as pd
@@ -202,8 +202,8 @@ def _track_columns(pls: list[dict], label: str) -> tuple[dict[str, np.ndarray], 
             if len(arr) and pd.api.types.infer_dtype(arr, skipna=False) != "string":
                 raise TypeError(f)
             out[f] = arr
-        for f, prefix in _URI_PREFIX.items():
-            if len(flat) and not pd.Series(out[f]).str.startswith(prefix).all():
+        for f, prefix in _URI_PREFIX.items():  # all str here; a plain loop beats a pandas str column
+            if not all(v.startswith(prefix) for v in cols[f]):
                 raise TypeError(f)
     except (KeyError, TypeError, ValueError, OverflowError):  # a list, dict or huge int where a number belongs
         _locate_track_error(pls, label)
@@ -298,8 +298,14 @@ class ChallengeSet:
     seeds: pd.DataFrame  # pid, pos, track_uri, artist_uri, album_uri, track_name, artist_name, album_name, duration_ms
 
 
-def read_challenge_set(source: Source, name: str | None = None) -> ChallengeSet:
-    """The official `challenge_set.json` format (10 categories; seeds keep their original pos)."""
+def read_challenge_set(source: Source, name: str | None = None, *,
+                       select: Callable[[np.ndarray], np.ndarray] | None = None) -> ChallengeSet:
+    """The official `challenge_set.json` format (10 categories; seeds keep their original pos).
+
+    select: given every pid (file order), the rows of the playlists to return; the whole file
+    is still parsed and checked, but only those playlists' tables are built (a shard of the
+    official set needs a twentieth of its seeds as string columns).
+    """
     from spotify_mpc.challenge import CATEGORIES, CATEGORY_NAMES, category_of  # local: challenge imports pandas-heavy logic
 
     doc, label = _load(source, name)
@@ -316,11 +322,16 @@ def read_challenge_set(source: Source, name: str | None = None) -> ChallengeSet:
                                  "num_tracks is the full length: seeds plus hidden tracks")
     pids = np.array([p["pid"] for p in pls], dtype=np.int64)
     _check_unique_pids(pids, label, "challenge pids must be unique; drop the repeated playlist")
-    seeds = pd.DataFrame({"pid": np.repeat(pids, counts), "pos": cols["pos"].astype(np.int16),
-                          **{f: cols[f] for f in _STR_TRACK_FIELDS}, "duration_ms": cols["duration_ms"]})
     starts = np.concatenate([[0], np.cumsum(counts)])
     pos = cols["pos"]
     contiguous = [bool(np.array_equal(pos[starts[i]:starts[i + 1]], np.arange(counts[i]))) for i in range(len(pls))]
+    seed_pid = np.repeat(pids, counts)
+    if select is not None:
+        kept = np.isin(seed_pid, pids[select(pids)])
+        cols = {f: c[kept] for f, c in cols.items()}
+        seed_pid = seed_pid[kept]
+    seeds = pd.DataFrame({"pid": seed_pid, "pos": cols["pos"].astype(np.int16),
+                          **{f: cols[f] for f in _STR_TRACK_FIELDS}, "duration_ms": cols["duration_ms"]})
     playlists = pd.DataFrame({
         "pid": pids,
         "name": pd.Series([p.get("name") for p in pls], dtype=object),  # None = title not given
@@ -340,6 +351,8 @@ def read_challenge_set(source: Source, name: str | None = None) -> ChallengeSet:
                              "each playlist must be one of the 10 categories: "
                              + "; ".join(f"{name} ({'title, ' if t else 'no title, '}{n} {'random' if r else 'first'} seeds)"
                                          for name, (t, n, r) in zip(CATEGORY_NAMES, CATEGORIES)))
+    if select is not None:
+        playlists = playlists.iloc[np.sort(select(pids))].reset_index(drop=True)
     return ChallengeSet(playlists, seeds)
 
 

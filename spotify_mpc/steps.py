@@ -368,12 +368,9 @@ def _official(official_challenge: bytes, tracks: pd.DataFrame) -> tuple[mpd_io.C
 def _official_shard(official_challenge: bytes, tracks: pd.DataFrame, shard: int, n_shards: int) -> ChallengeView:
     """One shard of the official set, only its seeds renumbered (a twentieth of the URI lookups).
     An unseen seed's negative id may differ from the whole set's; only its sign is ever used."""
-    cs = mpd_io.read_challenge_set(official_challenge, "challenge_set.json")
-    pids = cs.playlists["pid"].to_numpy(np.int64)
-    mine = pids[sample_shard_rows(pids, shard, n_shards)]
-    playlists = cs.playlists[np.isin(pids, mine)].reset_index(drop=True)
-    seeds = cs.seeds[np.isin(cs.seeds["pid"].to_numpy(np.int64), mine)].reset_index(drop=True)
-    return ChallengeView.from_official(playlists, seeds, tracks)
+    cs = mpd_io.read_challenge_set(official_challenge, "challenge_set.json",
+                                   select=lambda pids: sample_shard_rows(pids, shard, n_shards))
+    return ChallengeView.from_official(cs.playlists, cs.seeds, tracks)
 
 
 def challenge_lists(official_challenge: bytes, tracks: pd.DataFrame, artist_playlists: pd.DataFrame,
