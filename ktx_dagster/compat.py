@@ -31,6 +31,14 @@ from dagster._utils.interrupts import capture_interrupts
 from dagster._core.launcher.base import CheckRunHealthResult, LaunchRunContext, WorkerStatus
 from dagster._serdes import ConfigurableClassData
 
+# --- the local instance's SQLite storage, connections kept open (local_storage.py) -----------
+# It overrides SqliteEventLogStorage._connect / _initdb and SqliteRunStorage.connect, and
+# extends the watchdog of a run's database: tests/test_local_storage.py checks their shape.
+from dagster._core.storage.event_log import SqliteEventLogStorage
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorageWatchdog
+from dagster._core.storage.runs import SqliteRunStorage
+from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS, create_db_conn_string
+
 # --- the Kubernetes executor: dagster-k8s's step handler, our settings --------------------------
 from dagster._core.events import EngineEventData
 from dagster._core.execution.retries import RetryMode
@@ -98,6 +106,10 @@ __all__ = [
     "PRELOAD_INTERNAL_MODULES",
     "PartitionsSubset",
     "ReconstructableRepository",
+    "SQLITE_BUSY_TIMEOUT_SECONDS",
+    "SqliteEventLogStorage",
+    "SqliteEventLogStorageWatchdog",
+    "SqliteRunStorage",
     "RetryMode",
     "StepDelegatingExecutor",
     "StepDependencyConfig",
@@ -105,6 +117,7 @@ __all__ = [
     "UpstreamPartitionsResult",
     "WorkerStatus",
     "capture_interrupts",
+    "create_db_conn_string",
     "execute_run_command_body",
     "loadable_targets_from_python_file",
     "loadable_targets_from_python_module",
