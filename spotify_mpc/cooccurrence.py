@@ -96,13 +96,19 @@ def _position_keys(tracks: np.ndarray, start: np.ndarray, kind: str) -> np.ndarr
     return code
 
 
-def _forward_counts(tracks: np.ndarray, pl: np.ndarray, keys: np.ndarray, vocab: np.ndarray,
-                    window: int, n_cols: int) -> tuple[sp.csr_matrix, np.ndarray]:
-    """key (vocab row) x partner counts over the next `window` positions, and key counts."""
-    n = len(tracks)
-    kidx = np.searchsorted(vocab, keys)
-    kidx_c = np.minimum(kidx, max(len(vocab) - 1, 0))
+def _locate(vocab: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row in vocab, whether the key is in vocab) of each key code (-1: no key)."""
+    kidx_c = np.minimum(np.searchsorted(vocab, keys), max(len(vocab) - 1, 0))
     is_key = (keys >= 0) & (len(vocab) > 0) & (vocab[kidx_c] == keys if len(vocab) else False)
+    return kidx_c, is_key
+
+
+def _forward_counts(tracks: np.ndarray, pl: np.ndarray, kidx_c: np.ndarray, is_key: np.ndarray, n_keys: int,
+                    window: int, n_cols: int) -> tuple[sp.csr_matrix, np.ndarray]:
+    """key x partner counts over the next `window` positions, and key counts.
+
+    kidx_c: each position's key row (0..n_keys-1), meaningful where is_key (see _locate)."""
+    n = len(tracks)
     src = np.flatnonzero(is_key)
     rows, cols = [], []
     has_follower = np.zeros(n, dtype=bool)
@@ -116,9 +122,9 @@ def _forward_counts(tracks: np.ndarray, pl: np.ndarray, keys: np.ndarray, vocab:
         cols.append(partner[keep])
     r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
     c = np.concatenate(cols) if cols else np.zeros(0, np.int64)
-    m = sp.csr_matrix((np.ones(len(r), dtype=np.int32), (r, c)), shape=(len(vocab), n_cols))
+    m = sp.csr_matrix((np.ones(len(r), dtype=np.int32), (r, c)), shape=(n_keys, n_cols))
     m.sum_duplicates()
-    key_counts = np.bincount(kidx_c[has_follower & is_key], minlength=len(vocab))
+    key_counts = np.bincount(kidx_c[has_follower & is_key], minlength=n_keys)
     return m, key_counts
 
 
@@ -147,12 +153,15 @@ def partial_counts(part: pd.DataFrame, kind: str, vocab: np.ndarray, n_shards: i
     Counted one shard of keys at a time, so the peak is about one shard's product plus the
     output, not the whole product twice over. Rows are grouped by shard, key-count rows first.
     """
+    if n_shards > 127:
+        raise ValueError(f"at most 127 co-occurrence shards are supported, got {n_shards}")
     part = part.sort_values(["pid", "pos"], kind="stable")
     pid = part["pid"].to_numpy()
     tracks = part["track_id"].to_numpy().astype(np.int64)
     uniq_pids, pl, lengths = np.unique(pid, return_inverse=True, return_counts=True)
     n_pl = len(uniq_pids)
     vocab = np.asarray(vocab, dtype=np.int64)
+    vocab_shard = shard_of(vocab, n_shards)
     n_cols = int(tracks.max()) + 1 if len(tracks) else 1
     if kind in ("total", "ngram_track"):
         if kind == "total":
@@ -164,30 +173,38 @@ def partial_counts(part: pd.DataFrame, kind: str, vocab: np.ndarray, n_shards: i
         a = sp.csr_matrix((np.ones(int(good.sum()), dtype=np.int32), (pl[good], tracks[good])), shape=(n_pl, n_cols))
         a.sum_duplicates()
         a.data[:] = 1  # binary: a track counts once per playlist
-        count = lambda sub: _membership_counts(key_rows, key_codes, sub, a)  # noqa: E731
+        # Each shard's product only needs the (playlist, key) pairs whose key is in that shard.
+        code_shard = shard_of(key_codes, n_shards)
+        count = lambda sub, s: _membership_counts(key_rows[code_shard == s], key_codes[code_shard == s],  # noqa: E731
+                                                  sub, a)
     else:
         start = np.concatenate([[0], np.cumsum(lengths)[:-1]])[pl]
         keys = _position_keys(tracks, start, kind)
         window = 1 if kind == "forward" else WINDOW
-        count = lambda sub: _forward_counts(tracks, pl, keys, sub, window, n_cols)  # noqa: E731
-
-    if n_shards > 127:
-        raise ValueError(f"at most 127 co-occurrence shards are supported, got {n_shards}")
-    vocab_shard = shard_of(vocab, n_shards)
+        # Keys located in the whole vocabulary once; a shard's rows are its keys' ranks in it.
+        gidx, found = _locate(vocab, keys)
+        rank_in_shard = np.zeros(len(vocab), dtype=np.int64)
+        for s in range(n_shards):
+            rank_in_shard[vocab_shard == s] = np.arange(int((vocab_shard == s).sum()))
+        key_rows, key_shard = (rank_in_shard[gidx], vocab_shard[gidx]) if len(vocab) else (gidx, gidx)
+        count = lambda sub, s: _forward_counts(tracks, pl, key_rows, found & (key_shard == s), len(sub),  # noqa: E731
+                                               window, n_cols)
     key_dtype = _key_dtype(vocab)
     cols: dict[str, list[np.ndarray]] = {"shard": [], "key": [], "partner": [], "count": []}
     for s in range(n_shards):
         sub = vocab[vocab_shard == s]
-        m, kc = count(sub)
-        coo = m.tocoo()
+        m, kc = count(sub, s)
+        # Entries in the CSR's storage order (as its COO form lists them), keys repeated per row.
+        key = np.repeat(sub.astype(key_dtype), np.diff(m.indptr))
+        partner, n = m.indices, m.data
         if kind == "total":
-            keep = coo.col != sub[coo.row]  # a track does not co-occur with itself
-            coo = sp.coo_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=coo.shape)
-        cols["shard"].append(np.full(len(sub) + coo.nnz, s, dtype=np.int8))
-        cols["key"] += [sub.astype(key_dtype), sub[coo.row].astype(key_dtype)]
-        cols["partner"] += [np.full(len(sub), -1, np.int32), coo.col.astype(np.int32)]
-        cols["count"] += [kc.astype(np.int32), coo.data.astype(np.int32)]
-        del m, coo
+            keep = partner != key  # a track does not co-occur with itself
+            key, partner, n = key[keep], partner[keep], n[keep]
+        cols["shard"].append(np.full(len(sub) + len(key), s, dtype=np.int8))
+        cols["key"] += [sub.astype(key_dtype), key]
+        cols["partner"] += [np.full(len(sub), -1, np.int32), partner.astype(np.int32, copy=False)]
+        cols["count"] += [kc.astype(np.int32), n.astype(np.int32, copy=False)]
+        del m, key, partner, n
     # The `total` partial of a 10k-playlist part has tens of millions of rows: 13 bytes each,
     # and no second copy when the frame is built.
     return pd.DataFrame({k: np.concatenate(v) for k, v in cols.items()}, copy=False)
@@ -210,7 +227,7 @@ def _shard_rows(df: pd.DataFrame, shard: int) -> tuple[np.ndarray, np.ndarray, n
     """(key, partner, count) arrays of one shard; partials are grouped by shard, so slice if sorted."""
     sh = df["shard"].to_numpy()
     if len(sh) and np.all(sh[1:] >= sh[:-1]):
-        lo, hi = np.searchsorted(sh, [shard, shard + 1])
+        lo, hi = np.searchsorted(sh, np.array([shard, shard + 1], dtype=sh.dtype))  # int8: no int64 copy of sh
         sel = slice(int(lo), int(hi))
     else:
         sel = np.flatnonzero(sh == shard)
@@ -244,7 +261,7 @@ def reduce_shard(partials: Iterable[pd.DataFrame], shard: int, top_n: int = 1000
                              "challenge keys; recompute all cooccurrence_partials together")
         key_counts[np.searchsorted(vocab, kc_keys)] += count[is_kc]
         pr = ~is_kc
-        rows = np.searchsorted(vocab, key[pr])
+        rows = _vocab_rows(vocab, key[pr])
         p = partner[pr]
         n_cols = max(acc.shape[1], int(p.max()) + 1 if len(p) else 1)
         acc.resize((len(vocab), n_cols))  # parts may know different numbers of tracks
@@ -270,6 +287,16 @@ def reduce_shard(partials: Iterable[pd.DataFrame], shard: int, top_n: int = 1000
     out_count[pos] = vals
     return pd.DataFrame({"key": out_key.astype(_key_dtype(vocab)), "partner": out_partner, "count": out_count},
                         copy=False)
+
+
+def _vocab_rows(vocab: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """np.searchsorted(vocab, keys); one search per run of equal keys when they come sorted,
+    as partial_counts writes them (millions of rows, a few thousand keys per shard)."""
+    if len(keys) < 2 or not np.all(keys[1:] >= keys[:-1]):
+        return np.searchsorted(vocab, keys)
+    starts = np.concatenate([[0], np.flatnonzero(keys[1:] != keys[:-1]) + 1])
+    lengths = np.diff(np.append(starts, len(keys)))
+    return np.repeat(np.searchsorted(vocab, keys[starts]), lengths)
 
 
 def top_per_row(m: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
