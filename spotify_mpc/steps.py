@@ -33,7 +33,7 @@ test_samples (shard)                  challenge_set, its generic_features, track
 model (unpartitioned)                 training_samples (lazy) -> dict (JSON)       1 / 1Gi    40-65 s, 460 MiB
 submission (unpartitioned)            test_samples (lazy), model, challenge_set,   1 / 1Gi    16-32 s, 250 MiB
                                         tracks -> DataFrame (pid, rank, track_id)
-evaluation (unpartitioned)            submission, challenge_set, tracks,           1 / 1Gi    5-10 s, 180 MiB
+evaluation (unpartitioned)            submission, challenge_set, tracks,           1 / 1Gi    9-13 s, 300 MiB
                                         test_samples (lazy; pid, track_id, KINDS)
                                         -> EvaluationResult(table, markdown, png)
 challenge_lists (official shard)      challenge_set.json bytes, tracks,            1 / 2Gi    11-18 s, 1.5 GiB
