@@ -178,7 +178,7 @@ class ChallengeView:
             pids = pids[order]
             row = np.searchsorted(pids, seeds["pid"].to_numpy())
         counts = np.bincount(row, minlength=len(pids))
-        track_id, artist_id = lookup_ids(seeds["track_uri"].to_numpy(), seeds["artist_uri"].to_numpy(), tracks)
+        track_id, artist_id = lookup_ids(seeds["track_uri"], seeds["artist_uri"], tracks)
         empty = np.zeros(0, dtype=np.int64)
         return ChallengeView(
             pids=pids, categories=playlists["category"].to_numpy(np.int64), names=list(playlists["name"]),
