@@ -2,7 +2,7 @@
 
     python bench/backfill.py [--partitions 100] [--concurrency 2] [--daemon stock|fast]
                              [--launcher warm|default] [--executor auto|multiprocess]
-                             [--deployment local|emulated-k8s] [--keep]
+                             [--deployment local|emulated-k8s] [--storage ktx|dagster] [--keep]
 
 Starts dagster-webserver + dagster-daemon on loopback over a temporary DAGSTER_HOME (the
 repo's deploy/local/dagster.yaml: queued runs, KTX_MAX_CONCURRENT_RUNS at once) and a
@@ -112,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--launcher", choices=("warm", "default"), default="warm")
     parser.add_argument("--executor", choices=("auto", "multiprocess"), default="auto")
     parser.add_argument("--deployment", choices=("local", "emulated-k8s"), default="local")
+    parser.add_argument("--storage", choices=("ktx", "dagster"), default="ktx",
+                        help="dagster: Dagster's default SQLite storage instead of ktx_dagster/local_storage.py")
     parser.add_argument("--timeout", type=float, default=3600)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, instance)")
     args = parser.parse_args(argv)
@@ -137,15 +139,18 @@ def main(argv: list[str] | None = None) -> int:
         sensor_interval=30,
         extra_env=extra_env,
     )
+    config = yaml.safe_load((stack.home / "dagster.yaml").read_text())
     if args.launcher == "default":
-        config = yaml.safe_load((stack.home / "dagster.yaml").read_text())
         del config["run_launcher"]  # Dagster's DefaultRunLauncher
-        (stack.home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    if args.storage == "dagster":
+        config.pop("run_storage", None)  # Dagster's default SQLite storage
+        config.pop("event_log_storage", None)
+    (stack.home / "dagster.yaml").write_text(yaml.safe_dump(config))
     keys = [f"part_{i}" for i in range(1, args.partitions + 1)]
     write_inputs(data_dir, keys)
     stack.sync_partitions()
     print(f"bench: {args.partitions} partitions, {args.concurrency} runs at once, daemon={args.daemon}, "
-          f"deployment={args.deployment}, launcher={args.launcher}, executor={args.executor}, cpus={os.cpu_count()}, load={os.getloadavg()[0]:.1f}", flush=True)
+          f"deployment={args.deployment}, launcher={args.launcher}, executor={args.executor}, storage={args.storage}, cpus={os.cpu_count()}, load={os.getloadavg()[0]:.1f}", flush=True)
     try:
         t_start = time.monotonic()
         stack.start(timeout=300)
@@ -193,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             "deployment": args.deployment,
             "launcher": args.launcher,
             "executor": args.executor,
+            "storage": args.storage,
             "wall_seconds": round(wall, 1),
             "partitions_per_minute": round(args.partitions / wall * 60, 1),
             "task_seconds_total": round(sum(task_seconds), 2),

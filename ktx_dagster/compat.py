@@ -32,11 +32,13 @@ from dagster._core.launcher.base import CheckRunHealthResult, LaunchRunContext, 
 from dagster._serdes import ConfigurableClassData
 
 # --- the local instance's SQLite storage, connections kept open (local_storage.py) -----------
-# It overrides SqliteEventLogStorage._connect / _initdb and SqliteRunStorage.connect, and
-# extends the watchdog of a run's database: tests/test_local_storage.py checks their shape.
+# It overrides SqliteEventLogStorage._connect / _initdb and Sqlite{Run,Schedule}Storage.connect /
+# from_local, and extends the watchdog of a run's database: tests/test_local_storage.py checks
+# their shape.
 from dagster._core.storage.event_log import SqliteEventLogStorage
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorageWatchdog
 from dagster._core.storage.runs import SqliteRunStorage
+from dagster._core.storage.schedules import SqliteScheduleStorage
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS, create_db_conn_string
 
 # --- the Kubernetes executor: dagster-k8s's step handler, our settings --------------------------
@@ -110,6 +112,7 @@ __all__ = [
     "SqliteEventLogStorage",
     "SqliteEventLogStorageWatchdog",
     "SqliteRunStorage",
+    "SqliteScheduleStorage",
     "RetryMode",
     "StepDelegatingExecutor",
     "StepDependencyConfig",

@@ -24,8 +24,9 @@ import yaml
 from dagster._core.storage.event_log import SqliteEventLogStorage
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorageWatchdog
 from dagster._core.storage.runs import SqliteRunStorage
+from dagster._core.storage.schedules import SqliteScheduleStorage
 
-from ktx_dagster.local_storage import LocalEventLogStorage, LocalRunStorage
+from ktx_dagster.local_storage import LocalEventLogStorage, LocalRunStorage, LocalScheduleStorage
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,6 +57,7 @@ def _home(tmp_path: Path, *, ours: bool) -> Path:
     if not ours:  # Dagster's default SQLite storage
         config.pop("run_storage")
         config.pop("event_log_storage")
+        config.pop("schedule_storage")
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     return home
 
@@ -76,6 +78,7 @@ def test_the_shipped_local_instance_uses_it(home):
     with _instance() as instance:
         assert isinstance(instance.run_storage, LocalRunStorage)
         assert isinstance(instance.event_log_storage, LocalEventLogStorage)
+        assert isinstance(instance.schedule_storage, LocalScheduleStorage)
         # Dagster's own layout under DAGSTER_HOME
         assert Path(instance.event_log_storage._base_dir) == home / "history" / "runs"
         assert Path(instance.run_storage._conn_string.removeprefix("sqlite:///")) == \
@@ -204,13 +207,17 @@ def test_the_internals_it_extends_keep_their_shape():
     """local_storage.py overrides these Dagster internals; a change of shape fails here first."""
     assert list(inspect.signature(SqliteEventLogStorage._connect).parameters) == ["self", "shard"]
     assert list(inspect.signature(SqliteEventLogStorage._initdb).parameters) == ["self", "engine", "for_index_shard"]
-    assert list(inspect.signature(SqliteRunStorage.connect).parameters) == ["self"]
+    for storage_class in (SqliteRunStorage, SqliteScheduleStorage):
+        assert list(inspect.signature(storage_class.connect).parameters) == ["self"]
+        assert list(inspect.signature(storage_class.from_local).parameters) == ["base_dir", "inst_data"]
+        assert list(inspect.signature(storage_class.__init__).parameters)[:3] == ["self", "conn_string", "inst_data"]
     assert list(inspect.signature(SqliteEventLogStorageWatchdog.__init__).parameters)[:5] == \
         ["self", "event_log_storage", "run_id", "callback", "cursor"]
     assert "_process_log" in vars(SqliteEventLogStorageWatchdog)
-    storage = SqliteEventLogStorage.__new__(SqliteEventLogStorage)
     source = inspect.getsource(SqliteEventLogStorage.__init__)
     for attribute in ("self._db_lock", "self._initialized_dbs", "self._watchers", "self._obs", "self._base_dir"):
         assert attribute in source, attribute
     assert "self._conn_string" in inspect.getsource(SqliteRunStorage.__init__)
-    del storage
+    # Dagster sets a database up when it has no alembic stamp; a stamped one it leaves alone
+    for setup in (SqliteRunStorage.from_local, SqliteScheduleStorage.from_local, SqliteEventLogStorage._initdb):
+        assert "if not (db_revision and head_revision):" in inspect.getsource(setup), setup
