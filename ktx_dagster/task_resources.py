@@ -169,6 +169,13 @@ class TaskResources:
     def memory_bytes(self) -> int:
         return int(parse_quantity(self.memory, field_name="memory"))
 
+    def native_threads(self) -> int:
+        """Threads for a task's native pools (BLAS, OpenMP): its cpu request, at least one.
+        Left alone they size to the machine (or node), not to the task: every task of a
+        2-at-once backfill, or a 1-cpu pod on a 16-core node, would start a thread per core
+        and spend its CPU waiting on the others."""
+        return max(1, int(parse_quantity(self.cpu, field_name="cpu", owner=self.owner)))
+
     def requests(self) -> dict[str, str]:
         out = {"cpu": self.cpu, "memory": self.memory}
         if self.ephemeral_storage:

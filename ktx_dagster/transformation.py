@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import dagster as dg
+from threadpoolctl import threadpool_limits
 
 from ktx_dagster.checks import Check, checked_after_output
 from ktx_dagster.checks import check_specs as output_check_specs
@@ -136,7 +137,8 @@ def _with_task_logging(fn: Callable[..., Any], name: str, resources: TaskResourc
         start = time.perf_counter()
         straggler = _straggler_timer(context, label, resources.expected_seconds, start)
         try:
-            result = fn(*args, **kwargs)
+            with threadpool_limits(limits=resources.native_threads()):
+                result = fn(*args, **kwargs)
         finally:
             if straggler is not None:
                 straggler.cancel()
