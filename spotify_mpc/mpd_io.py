@@ -19,6 +19,8 @@ from typing import Any, Callable, Union
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 Source = Union[bytes, bytearray, str, PathLike]
 
@@ -197,13 +199,17 @@ def _track_columns(pls: list[dict], label: str) -> tuple[dict[str, np.ndarray], 
             if len(arr) and (arr.dtype.kind not in "iu" or arr.min() < 0 or (f == "pos" and arr.max() > _POS_MAX)):
                 raise TypeError(f)
             out[f] = arr.astype(np.int64)
+        strings: dict[str, pa.Array] = {}
         for f in _STR_TRACK_FIELDS:
             arr = np.fromiter(cols[f], dtype=object, count=len(cols[f]))  # 1-D even if a value is a list
             if len(arr) and pd.api.types.infer_dtype(arr, skipna=False) != "string":
                 raise TypeError(f)
-            out[f] = arr
-        for f, prefix in _URI_PREFIX.items():  # all str here; a plain loop beats a pandas str column
-            if not all(v.startswith(prefix) for v in cols[f]):
+            # pandas' str columns are Arrow strings: built from the list directly, twice as fast
+            # as pandas converting an object array, and the same column.
+            strings[f] = pa.array(cols[f], type=pa.large_string())
+            out[f] = pd.array(strings[f], dtype="str") if len(arr) else arr
+        for f, prefix in _URI_PREFIX.items():
+            if not pc.all(pc.starts_with(strings[f], prefix), min_count=0).as_py():  # no entries: nothing wrong
                 raise TypeError(f)
     except (KeyError, TypeError, ValueError, OverflowError):  # a list, dict or huge int where a number belongs
         _locate_track_error(pls, label)
