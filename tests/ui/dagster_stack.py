@@ -140,12 +140,16 @@ class DagsterStack:
         self._spawn("daemon", daemon)
         self.wait_ready(timeout)
 
-    def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
+    def kill(self, name: str, sig: int = signal.SIGKILL, group: bool = False) -> int:
         """Send `sig` to the process `name` alone (not its group: the run workers and code
-        servers it started live on, as after a crash of just that process); returns its pid."""
+        servers it started live on, as after a crash of just that process), or with `group`
+        to its whole process group (what a container's restart does); returns its pid."""
         proc = self.procs.pop(name)
         self.retired.append(proc)
-        proc.send_signal(sig)
+        if group:
+            os.killpg(proc.pid, sig)  # started with start_new_session: its pgid is its pid
+        else:
+            proc.send_signal(sig)
         proc.wait(timeout=30)
         return proc.pid
 

@@ -154,7 +154,8 @@ def _restart_mid_backfill(stack: DagsterStack, process: str, title: str, held_af
 
 
 def _assert_each_partition_once(stack: DagsterStack, backfill: dict, killed_at: float, orphans: list[dict] = ()) -> None:
-    """`orphans`: runs left STARTING by the kill, expected failed (start timeout) and retried once."""
+    """`orphans`: runs left STARTING by the kill without a process, expected failed (start
+    timeout) and retried once."""
     assert backfill["status"] == "COMPLETED_SUCCESS", backfill
     (counts,) = backfill["assetBackfillData"]["assetBackfillStatuses"]
     assert counts["numPartitionsTargeted"] == len(PARTITIONS)
@@ -204,12 +205,15 @@ def _assert_each_partition_once(stack: DagsterStack, backfill: dict, killed_at: 
 @pytest.mark.reliability(
     "fault",
     case="the daemon killed while it launches a run",
-    injected="dagster-daemon SIGKILLed while the first run of an 8-partition backfill is STARTING (its "
-             "process not forked yet: the fork server still starting), then started again",
-    seen="that run fails 'Run timed out due to taking longer than ... seconds to start' (run monitoring, "
-         "start_timeout_seconds) and is retried once (run_retries for failures of no step)",
-    outcome="COMPLETED_SUCCESS; one successful run, attempt and materialization per partition; the orphaned "
-            "run never executed; no partition's attempts overlap; no run left queued or started",
+    injected="dagster-daemon's process group (the daemon and the fork server it started, as a container "
+             "restart) SIGKILLed while the first run of an 8-partition backfill is STARTING (its process not "
+             "forked yet), then started again",
+    seen="a run that never got its process fails 'Run timed out due to taking longer than ... seconds to "
+         "start' (run monitoring, start_timeout_seconds) and is retried once (run_retries for failures of no "
+         "step)",
+    outcome="COMPLETED_SUCCESS; one successful run, attempt and materialization per partition; an orphaned "
+            "run either never executed or is that partition's only attempt; no partition's attempts overlap; "
+            "no run left queued or started",
 )
 @pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
 def test_daemon_killed_while_launching_a_run(stack):
@@ -225,7 +229,10 @@ def test_daemon_killed_while_launching_a_run(stack):
 
     stack.wait_for(starting_without_process, time.monotonic() + 120, "a run STARTING", interval=0.1)
     killed_at = time.time()
-    stack.kill("daemon", signal.SIGKILL)
+    # With its process group, as a container restart does: the fork server it started goes
+    # too, so a fork request it had sent is never served (alone, the daemon leaves the fork
+    # server behind, which starts the run late: then it runs once, as a run in flight does).
+    stack.kill("daemon", signal.SIGKILL, group=True)
     # The queue launches on 2 threads: one run or two may be caught half-launched. A run whose
     # process was forked after all names it within a second (the worker tags its own pid).
     time.sleep(1)
@@ -234,8 +241,13 @@ def test_daemon_killed_while_launching_a_run(stack):
     stack.restart("daemon", timeout=120)
     backfill = stack.wait_backfill(backfill_id, timeout=240)
     print(f"daemon killed while launching: {backfill['status']} after {time.time() - backfill['timestamp']:.1f}s")
-    assert not {o["id"] for o in orphans} & {a["run_id"] for a in _attempts(stack)}  # they never executed
-    _assert_each_partition_once(stack, backfill, killed_at, orphans=orphans)
+    # The daemon may die after its fork request reached the fork server, which outlives it:
+    # that run then gets its process late (its start was only slow) and runs once, as a run
+    # in flight at a daemon restart does. The others never execute and are retried.
+    late = {a["run_id"] for a in _attempts(stack)} & {o["id"] for o in orphans}
+    never_started = [o for o in orphans if o["id"] not in late]
+    print(f"orphans: {len(never_started)} never started, {len(late)} started late by the surviving fork server")
+    _assert_each_partition_once(stack, backfill, killed_at, orphans=never_started)
 
 
 @pytest.mark.reliability(
