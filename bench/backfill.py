@@ -142,6 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     config = yaml.safe_load((stack.home / "dagster.yaml").read_text())
     if args.launcher == "default":
         del config["run_launcher"]  # Dagster's DefaultRunLauncher
+    if args.deployment == "emulated-k8s":
+        # Its pods are local processes with a DAGSTER_HOME of their own that read this instance
+        # through the run's instance ref; Dagster's default storage writes absolute folders
+        # into the ref, ktx_dagster.local_storage resolves them from DAGSTER_HOME (a real
+        # cluster shares PostgreSQL instead: deploy/minikube/dagster.yaml).
+        args.storage = "dagster"
     if args.storage == "dagster":
         config.pop("run_storage", None)  # Dagster's default SQLite storage
         config.pop("event_log_storage", None)
