@@ -23,6 +23,11 @@ reads with the other) and change three things:
 
 The UI follows a live run by watching its database file; events now land in its `-wal` file
 first, so the watch looks at both.
+
+Without a `base_dir`, each process finds the files under its own DAGSTER_HOME (Dagster's
+default writes the absolute folders into the instance ref instead): processes that share the
+instance must share DAGSTER_HOME, as the CLI's, the daemon's and the webserver's run and step
+processes do. Step pods of a cluster use PostgreSQL (deploy/minikube/dagster.yaml).
 """
 
 from __future__ import annotations
