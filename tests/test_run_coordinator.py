@@ -20,9 +20,12 @@ from ktx_dagster.run_coordinator import RunQueue
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _instance(tmp_path, monkeypatch, **queue_config) -> dg.DagsterInstance:
+def _instance(tmp_path, monkeypatch, without: tuple[str, ...] = (), **queue_config) -> dg.DagsterInstance:
+    """The shipped local instance, its queue settings changed by `queue_config`, `without` dropped."""
     config = yaml.safe_load((REPO / "deploy" / "local" / "dagster.yaml").read_text())
     config["run_coordinator"]["config"].update(queue_config)
+    for setting in without:
+        del config["run_coordinator"]["config"][setting]
     (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(config))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     monkeypatch.setenv("KTX_MAX_CONCURRENT_RUNS", "2")
@@ -41,12 +44,7 @@ def test_the_shipped_queue_starts_runs_twice_a_second(tmp_path, monkeypatch):
 
 
 def test_without_an_interval_it_is_dagsters_default(tmp_path, monkeypatch):
-    config = yaml.safe_load((REPO / "deploy" / "local" / "dagster.yaml").read_text())
-    del config["run_coordinator"]["config"]["dequeue_interval_seconds"]
-    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(config))
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
-    monkeypatch.setenv("KTX_MAX_CONCURRENT_RUNS", "2")
-    with dg.DagsterInstance.get() as instance:
+    with _instance(tmp_path, monkeypatch, without=("dequeue_interval_seconds",)) as instance:
         assert instance.run_coordinator.dequeue_interval_seconds == dg.QueuedRunCoordinator().dequeue_interval_seconds
 
 
