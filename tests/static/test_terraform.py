@@ -1,4 +1,5 @@
-"""terraform/ parses (python-hcl2) and says what the deployment relies on."""
+"""terraform/ parses (python-hcl2), is laid out as `terraform fmt` leaves it, and says what the
+deployment relies on."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import hcl2
 import pytest
+
+from tests.static import hcl_fmt
 
 REPO = Path(__file__).resolve().parents[2]
 TF = REPO / "terraform"
@@ -109,10 +112,20 @@ def test_variables_and_outputs(tf):
     assert {"data_bucket", "ecr_repository_url", "pod_role_arn", "kubeconfig_command"} <= outputs
 
 
+def test_terraform_files_are_in_fmt_layout():
+    """terraform fmt's layout without the binary (tests/static/hcl_fmt.py: its indentation,
+    alignment and spacing rules, and what it checks less or more than fmt)."""
+    files = sorted(TF.glob("*.tf"))
+    assert files
+    problems = [str(p) for path in files for p in hcl_fmt.check_file(path)]
+    assert problems == [], "terraform fmt would rewrite these lines:\n" + "\n".join(problems)
+
+
 def test_terraform_fmt_when_available():
     terraform = shutil.which("terraform")
     if not terraform:
-        pytest.skip("terraform binary not installed (parsing is covered by python-hcl2)")
+        pytest.skip("terraform binary not installed; its layout rules are checked without it by "
+                    "test_terraform_files_are_in_fmt_layout (tests/static/hcl_fmt.py)")
     result = subprocess.run([terraform, "fmt", "-check", "-recursive", str(TF)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
