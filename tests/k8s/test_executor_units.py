@@ -326,3 +326,50 @@ def test_kubeconfig_source_names_the_setting_used():
     assert kubeconfig_source({"KTX_KUBECONFIG": "/a", "KUBECONFIG": "/b"}) == "KTX_KUBECONFIG"
     assert kubeconfig_source({"KUBECONFIG": "/b"}) == "KUBECONFIG"
     assert kubeconfig_source({}) == "KUBECONFIG (not set: the default)"
+
+
+def test_step_poll_interval_defaults_to_a_quarter_second_and_follows_the_settings():
+    assert K8sSettings.from_env("minikube", env={}).step_poll_seconds == 0.25
+    # Dagster's own variable still counts where ktx's is not set.
+    env = {"DAGSTER_STEP_DELEGATING_EXECUTOR_SLEEP_SECONDS": "0.5"}
+    assert K8sSettings.from_env("minikube", env=env).step_poll_seconds == 0.5
+    env["KTX_STEP_POLL_SECONDS"] = "0.1"
+    assert K8sSettings.from_env("minikube", env=env).step_poll_seconds == 0.1
+    for bad in ("0", "-1", "fast"):
+        with pytest.raises(ValueError, match=f"KTX_STEP_POLL_SECONDS='{bad}' must be a number of seconds above 0"):
+            K8sSettings.from_env("minikube", env={"KTX_STEP_POLL_SECONDS": bad})
+
+
+def _job_on_the_k8s_executor():
+    import dagster as dg
+
+    @dg.op
+    def nothing():
+        pass
+
+    @dg.job(executor_def=k8s_executor("minikube"))
+    def on_k8s():
+        nothing()
+
+    return on_k8s
+
+
+@pytest.mark.parametrize("run_config, expected", [({}, 0.25), ({"step_poll_interval_seconds": 0.05}, 0.05)])
+def test_the_run_worker_looks_for_step_events_at_the_poll_interval(
+    monkeypatch, ktx_k8s_cluster, run_config, expected,
+):
+    """Dagster's StepDelegatingExecutor sleeps 1 s between looks unless told otherwise: the
+    executor must hand it the setting (env) or the run config's value. (The cluster is there
+    because building the executor checks that its API server answers.)"""
+    import dagster as dg
+
+    monkeypatch.setenv("KUBECONFIG", ktx_k8s_cluster.kubeconfig)
+    monkeypatch.delenv("KTX_STEP_POLL_SECONDS", raising=False)
+    monkeypatch.delenv("DAGSTER_STEP_DELEGATING_EXECUTOR_SLEEP_SECONDS", raising=False)
+    definition = k8s_executor("minikube")
+    with dg.DagsterInstance.ephemeral() as instance:
+        built = definition.executor_creation_fn(dg.InitExecutorContext(
+            job=dg.reconstructable(_job_on_the_k8s_executor), executor_def=definition,
+            executor_config={"retries": {"enabled": {}}, **run_config}, instance=instance))
+    # Dagster's loop sleeps on this attribute; an upgrade that renames it fails here.
+    assert built._sleep_seconds == expected

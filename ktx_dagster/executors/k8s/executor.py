@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from dagster import Executor, Field, InitExecutorContext, IntSource, executor, multiprocess_executor
+from dagster import Executor, Field, Float, InitExecutorContext, IntSource, executor, multiprocess_executor
 from dagster_k8s.container_context import K8sContainerContext
 from dagster_k8s.job import UserDefinedDagsterK8sConfig
 from dagster_k8s.launcher import K8sRunLauncher
@@ -27,6 +27,12 @@ _KTX_EXECUTOR_CONFIG_SCHEMA = merge_dicts(
             IntSource,
             is_required=False,
             description="Seconds between Job health checks (default KTX_STEP_HEALTH_CHECK_SECONDS or 20).",
+        ),
+        "step_poll_interval_seconds": Field(
+            Float,
+            is_required=False,
+            description="Seconds between the run worker's looks for its steps' events "
+            "(default KTX_STEP_POLL_SECONDS or 0.25; Dagster's own default is 1).",
         ),
     },
 )
@@ -106,6 +112,7 @@ def _build_executor(init_context: InitExecutorContext, deployment: str | None) -
         check_step_health_interval_seconds=cast(
             int, exc_cfg.get("check_step_health_interval_seconds", settings.health_check_seconds)
         ),
+        sleep_seconds=float(exc_cfg.get("step_poll_interval_seconds", settings.step_poll_seconds)),
         step_dependency_config=StepDependencyConfig.from_config(
             exc_cfg.get("step_dependency_config")  # type: ignore[arg-type]
         ),
