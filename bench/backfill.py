@@ -43,7 +43,6 @@ import signal
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -53,51 +52,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests" / "ui"), str(REPO / "tests" / "k8s")]
 
+from cpu import CpuSampler, children_cpu  # noqa: E402
 from dagster_stack import DagsterStack, write_inputs  # noqa: E402
-
-class CpuSampler(threading.Thread):
-    """CPU seconds of every process in the given process groups, sampled from /proc.
-
-    The deployment's processes (webserver, daemon, code servers, run workers, step processes)
-    all live in the two process groups of the webserver and the daemon; emulated pods are
-    children of this process, each in a session of its own, and are counted too. Each process's CPU is
-    its utime + stime at the last sample (every 0.2 s), so only the last moments of a process
-    are missed. Linux only; returns None elsewhere.
-    """
-
-    def __init__(self, pgids: set[int], period: float = 0.2):
-        super().__init__(daemon=True)
-        self.pgids, self.period = set(pgids), period
-        self.me = os.getpid()
-        self.seen: dict[tuple[int, int], float] = {}  # (pid, start time) -> cpu seconds
-        self.stop_event = threading.Event()
-        self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-    def sample(self) -> None:
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry.name}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            # after the command: state ppid pgrp ... utime(12) stime(13) ... starttime(20)
-            if int(fields[1]) == self.me:  # an emulated pod: its own session, started by us
-                self.pgids.add(int(fields[2]))
-            if int(fields[2]) in self.pgids:
-                key = (int(entry.name), int(fields[19]))
-                self.seen[key] = (int(fields[11]) + int(fields[12])) / self.tick
-
-    def run(self) -> None:
-        while not self.stop_event.wait(self.period):
-            self.sample()
-
-    def total(self) -> float:
-        self.stop_event.set()
-        self.join(timeout=5)
-        return sum(self.seen.values())
-
 
 def _exit_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)  # run the `finally` below: stop webserver and daemon
@@ -164,9 +120,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  webserver + daemon ready in {startup:.1f}s", flush=True)
         sampler = None
         if os.path.exists("/proc/self/stat"):
+            # The webserver's and daemon's process groups (run processes included) are sampled
+            # live; emulated pods are this process's children: exact through RUSAGE_CHILDREN.
             sampler = CpuSampler({p.pid for p in stack.procs.values()})
             sampler.sample()
             cpu_before = sum(sampler.seen.values())
+            children_before = children_cpu()
             sampler.start()
 
         t0_wall = time.time()
@@ -182,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 last_report = time.monotonic()
             time.sleep(1)
         wall = time.monotonic() - t0
-        cpu = sampler.total() - cpu_before if sampler else None
+        cpu = sampler.total() - cpu_before + children_cpu() - children_before if sampler else None
         state = stack.backfill(backfill_id)
         runs = state["runs"]
         ids = {r["id"] for r in runs}

@@ -12,7 +12,8 @@ storage, in one invocation so the ratios compare like with like on a noisy machi
 Reported per case: seconds per partition (second run created -> last run ended, over N - 1:
 the CLI's start-up and the fork server's, paid by the first run, are reported apart as
 first_run_seconds), CPU-seconds per partition (every process of the CLI's
-process group, start-up included), events written per run. The last line is one JSON object.
+process tree, start-up included, reaped through this process as child subreaper: bench/cpu.py),
+events written per run. The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(REPO), str(HERE), str(REPO / "tests" / "ui")]
 
-from backfill import CpuSampler  # noqa: E402
+from cpu import become_subreaper, children_cpu, reap_all  # noqa: E402
 from dagster_stack import write_inputs  # noqa: E402
 
 
@@ -51,13 +51,12 @@ def run_case(task: str, storage: str, partitions: int, root: Path) -> dict:
     cli = [sys.executable, "-m", "ktx_dagster"]
     subprocess.run([*cli, "sync", "-f", str(HERE / "overhead_defs.py")], env=env, cwd=REPO, check=True,
                    capture_output=True)
-    proc = subprocess.Popen([*cli, "materialize", "-f", str(HERE / "overhead_defs.py"), "--select", task],
-                            env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    sampler = CpuSampler({proc.pid})
-    sampler.start()
-    out, _ = proc.communicate()
-    cpu = sampler.total()
+    before = children_cpu()
+    proc = subprocess.run([*cli, "materialize", "-f", str(HERE / "overhead_defs.py"), "--select", task],
+                          env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = proc.stdout
+    reap_all()  # the CLI's fork server and anything it left, re-parented here
+    cpu = children_cpu() - before
     if proc.returncode != 0:
         sys.exit(f"{task} on {storage} storage failed:\n{out[-3000:]}")
     os.environ["DAGSTER_HOME"] = str(home)
@@ -84,6 +83,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--partitions", type=int, default=30)
     args = parser.parse_args()
+    become_subreaper()
     root = Path(tempfile.mkdtemp(prefix="ktx-bench-overhead-"))
     load = os.getloadavg()[0]
     print(f"bench: {args.partitions} single-partition runs per case, one at a time, cpus={os.cpu_count()}, "

@@ -21,19 +21,18 @@ per-task memory stay flat as parts are added.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "bench")]
+
+from cpu import become_subreaper, run_measured  # noqa: E402
 
 
 def generate(slices: int, size_name: str, cache: Path) -> Path:
@@ -49,40 +48,6 @@ def generate(slices: int, size_name: str, cache: Path) -> Path:
                         "--playlists-per-slice", str(size.playlists_per_slice), "--quiet"], check=True, cwd=REPO)
         tmp.rename(out)
     return out
-
-
-def become_subreaper() -> bool:
-    """Orphaned descendants (run processes of the fork server) are re-parented to this process,
-    so their CPU time reaches RUSAGE_CHILDREN once reaped (Linux's PR_SET_CHILD_SUBREAPER)."""
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
-
-
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def reap_all(timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            time.sleep(0.1)
-
-
-def run_measured(cmd: list[str], **kwargs) -> tuple[subprocess.CompletedProcess, float, float]:
-    """Run `cmd`; its wall seconds and the CPU-seconds of it and every descendant."""
-    before, started = children_cpu(), time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
-    wall = time.perf_counter() - started
-    reap_all()
-    return proc, wall, children_cpu() - before
 
 
 def main() -> None:
