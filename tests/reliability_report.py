@@ -70,6 +70,10 @@ REQUIRED: dict[str, tuple[str, ...]] = {
         "no credentials in logs or Dagster metadata",
         "S3 access from the environment or the pod's role",
         "make dev binds the webserver to 127.0.0.1",
+        "a credential committed to the repository",
+        "the secret scan catches a planted key",
+        "a manifest invalid for a Kubernetes version EKS supports",
+        "the schema validation catches a wrong field",
     ),
     "bad input": (
         "a truncated slice",
