@@ -98,11 +98,13 @@ class KtxIOManager(UPathIOManager):
         fmt = format_for_object(obj, asset=asset)
         declared = (context.definition_metadata or {}).get(FORMAT_METADATA_KEY)
         if declared and declared != fmt.name:
-            raise TypeError(
-                f"asset {asset!r} declares format {declared!r} but returned a "
-                f"{type(obj).__name__}, which is stored as {fmt.name!r}; return the declared "
-                f"type or change the transformation's `format`"
-            )
+            if not format_by_name(declared).accepts(obj):
+                raise TypeError(
+                    f"asset {asset!r} declares format {declared!r} but returned a "
+                    f"{type(obj).__name__}, which is stored as {fmt.name!r}; return the declared "
+                    f"type or change the transformation's `format`"
+                )
+            fmt = format_by_name(declared)  # a format chosen only when declared (arrow)
         target = path.with_name(path.name + fmt.extension)
         context.log.debug(f"writing {target}")
         stats = self._write_atomic(obj, fmt, target)
@@ -114,7 +116,7 @@ class KtxIOManager(UPathIOManager):
         }
         for key, value in stats.items():
             metadata[key] = dg.MetadataValue.int(value) if isinstance(value, int) else value
-        if fmt.name == "parquet" and hasattr(obj, "head"):
+        if fmt.tabular and hasattr(obj, "head"):
             metadata["preview"] = dg.MetadataValue.md(markdown_preview(obj))
         context.add_output_metadata(metadata)
 
@@ -168,14 +170,18 @@ class KtxIOManager(UPathIOManager):
     def _load_stem(self, stem: UPath, declared: str | None, **read_options: Any) -> Any:
         if declared:
             fmt = format_by_name(declared)
-            path = stem.with_name(stem.name + fmt.extension)
-        else:
-            stored = self._stored(stem)
-            if not stored:
-                if _is_local(stem):
-                    ensure_local_root(self._base_path, self._root)  # a missing root, not a missing output
-                raise FileNotFoundError(f"no stored output at {stem}.* (not materialized yet?)")
-            fmt, path = stored[0]
+            try:
+                return self._read(fmt, stem.with_name(stem.name + fmt.extension), read_options)
+            except FileNotFoundError:
+                pass  # stored before the asset declared this format (or not at all): see what is there
+        stored = self._stored(stem)
+        if not stored:
+            if _is_local(stem):
+                ensure_local_root(self._base_path, self._root)  # a missing root, not a missing output
+            raise FileNotFoundError(f"no stored output at {stem}.* (not materialized yet?)")
+        return self._read(*stored[0], read_options)
+
+    def _read(self, fmt: Format, path: UPath, read_options: dict[str, Any]) -> Any:
         unknown = sorted(set(read_options) - set(fmt.read_options))
         if unknown:
             raise TypeError(

@@ -14,6 +14,7 @@ from upath import UPath
 from ktx_dagster import LazyPartitions, Upstream, transformation
 from ktx_dagster.data_dir import data_root
 from ktx_dagster.io_manager import data_resources
+from ktx_dagster.keys import FORMAT_METADATA_KEY
 
 SAMPLES = {
     "frame": pd.DataFrame({"pid": [1, 2, 3], "name": ["a", "b", None], "score": [0.5, 1.5, 2.5]}),
@@ -24,11 +25,15 @@ SAMPLES = {
     "array": np.arange(12, dtype=np.float32).reshape(3, 4),
     "sparse": sp.random(50, 40, density=0.05, format="csr", random_state=0, dtype=np.float32),
 }
-EXTENSIONS = {"frame": ".parquet", "mapping": ".json", "listing": ".json", "text": ".txt", "blob": ".bin", "array": ".npy", "sparse": ".npz"}
+# Kinds stored in a format the asset declares rather than the one its type picks.
+DECLARED = {"arrow_frame": "arrow"}
+SAMPLES["arrow_frame"] = SAMPLES["frame"]
+EXTENSIONS = {"frame": ".parquet", "mapping": ".json", "listing": ".json", "text": ".txt", "blob": ".bin", "array": ".npy",
+              "sparse": ".npz", "arrow_frame": ".arrow"}
 
 
 def assert_same(kind, got, want):
-    if kind == "frame":
+    if kind in ("frame", "arrow_frame"):
         pd.testing.assert_frame_equal(got, want)
     elif kind == "mapping":
         assert got == {"a": 1, "b": [1, 2], "c": {"d": None}, "e": 7}
@@ -57,7 +62,7 @@ def _resources(root):
 
 @pytest.mark.parametrize("kind", sorted(SAMPLES))
 def test_round_trip_unpartitioned(root, kind, instance):
-    @dg.asset(name=f"make_{kind}")
+    @dg.asset(name=f"make_{kind}", metadata={FORMAT_METADATA_KEY: DECLARED[kind]} if kind in DECLARED else None)
     def make():
         return SAMPLES[kind]
 
@@ -74,8 +79,9 @@ def test_round_trip_unpartitioned(root, kind, instance):
     path = UPath(meta["path"].value, **({"client_kwargs": {"endpoint_url": _endpoint()}} if root.startswith("s3") else {}))
     assert str(path).endswith(f"make_{kind}{EXTENSIONS[kind]}")
     assert path.exists() and meta["bytes"].value == path.stat().st_size > 0
-    if kind == "frame":
+    if kind in ("frame", "arrow_frame"):
         assert meta["rows"].value == 3 and "| pid |" in meta["preview"].value
+        assert meta["format"].value == EXTENSIONS[kind][1:]
 
 
 def _endpoint():
@@ -84,9 +90,9 @@ def _endpoint():
     return os.environ.get("KTX_S3_ENDPOINT_URL")
 
 
-@pytest.mark.parametrize("kind", ["frame", "text", "sparse"])
+@pytest.mark.parametrize("kind", ["frame", "text", "sparse", "arrow_frame"])
 def test_round_trip_partitioned_and_layout(root, kind, instance):
-    @transformation(partitions=["x-1", "y.2"], name=f"parts_{kind}")
+    @transformation(partitions=["x-1", "y.2"], name=f"parts_{kind}", format=DECLARED.get(kind))
     def parts(context):
         return SAMPLES[kind]
 
@@ -122,11 +128,13 @@ def test_lazy_multi_partition_load_loads_on_demand(root, instance):
     assert result.output_for_node("total") == {"rows": 1 + 2 + 3 + 4}
 
 
-def test_lazy_loader_reads_a_slice_of_a_parquet_partition(root, instance):
-    """Read options reach pyarrow: only the shard asked for, only the columns asked for."""
+@pytest.mark.parametrize("fmt", ["parquet", "arrow"])
+def test_lazy_loader_reads_a_slice_of_a_partition(root, instance, fmt):
+    """Read options reach pyarrow: only the columns asked for, and (parquet) only the shard asked for."""
     keys = ["0", "1"]
+    options = {"columns": ["shard", "key"], **({"filters": [("shard", "=", 2)]} if fmt == "parquet" else {})}
 
-    @transformation(partitions=keys)
+    @transformation(partitions=keys, format=fmt)
     def partial(context) -> pd.DataFrame:
         # grouped by shard, in row groups small enough that the filter skips some of them
         n = 10_000
@@ -137,7 +145,7 @@ def test_lazy_loader_reads_a_slice_of_a_parquet_partition(root, instance):
 
     @transformation(inputs={"partial": Upstream("partial", mapping=dg.AllPartitionMapping())})
     def shard_two(partial: LazyPartitions) -> dict:
-        frames = [partial.load(k, filters=[("shard", "=", 2)], columns=["shard", "key"]) for k in partial]
+        frames = [partial.load(k, **options) for k in partial]
         seen["columns"] = [list(f.columns) for f in frames]
         seen["shards"] = sorted({int(s) for f in frames for s in f["shard"]})
         try:
@@ -149,9 +157,13 @@ def test_lazy_loader_reads_a_slice_of_a_parquet_partition(root, instance):
     for key in keys:
         dg.materialize([partial], partition_key=key, resources=_resources(root), instance=instance)
     result = dg.materialize([partial, shard_two], selection=[shard_two], resources=_resources(root), instance=instance)
-    assert result.output_for_node("shard_two") == {"rows": 2 * 2_500}
-    assert seen["shards"] == [2] and seen["columns"] == [["shard", "key"]] * 2
-    assert "0.parquet: parquet files take no read option window (supported: columns, filters)" in seen["error"]
+    assert seen["columns"] == [["shard", "key"]] * 2
+    if fmt == "parquet":
+        assert result.output_for_node("shard_two") == {"rows": 2 * 2_500} and seen["shards"] == [2]
+        assert "0.parquet: parquet files take no read option window (supported: columns, filters)" in seen["error"]
+    else:
+        assert result.output_for_node("shard_two") == {"rows": 2 * 10_000} and seen["shards"] == [0, 1, 2, 3]
+        assert "0.arrow: arrow files take no read option window (supported: columns)" in seen["error"]
 
 
 def test_many_load_always_returns_dict_even_for_one_partition(root, instance):
@@ -174,14 +186,14 @@ class Explodes:
     """A DataFrame column whose values fail to convert half way through serialization."""
 
 
-def _fail_after_writing(monkeypatch) -> None:
-    """Parquet writes put every byte into the file they were given, then fail: a disk that
+def _fail_after_writing(monkeypatch, fmt: str = "parquet") -> None:
+    """Writes of `fmt` put every byte into the file they were given, then fail: a disk that
     fills up or a process that dies after the data went out, not before."""
     import dataclasses
 
     from ktx_dagster import formats, io_manager
 
-    real = formats.FORMATS_BY_NAME["parquet"]
+    real = formats.FORMATS_BY_NAME[fmt]
 
     def write_then_fail(obj, f):
         real.write(obj, f)
@@ -191,7 +203,7 @@ def _fail_after_writing(monkeypatch) -> None:
     patched = tuple(broken if fmt is real else fmt for fmt in formats.FORMATS)
     for module in (formats, io_manager):
         monkeypatch.setattr(module, "FORMATS", patched)
-    monkeypatch.setitem(formats.FORMATS_BY_NAME, "parquet", broken)
+    monkeypatch.setitem(formats.FORMATS_BY_NAME, fmt, broken)
 
 
 def _overwrite_fails_mid_write(root, instance, monkeypatch) -> tuple[bytes, bytes, list[str]]:
@@ -252,12 +264,13 @@ def test_a_non_atomic_writer_would_fail_the_test_above(root, instance, monkeypat
     assert after != before
 
 
-def test_failed_first_write_leaves_no_file(root, instance, monkeypatch):
-    @transformation(partitions=["p"])
+@pytest.mark.parametrize("fmt", ["parquet", "arrow"])
+def test_failed_first_write_leaves_no_file(root, instance, monkeypatch, fmt):
+    @transformation(partitions=["p"], format=fmt)
     def broken(context) -> pd.DataFrame:
         return pd.DataFrame({"v": [1, 2, 3]})
 
-    _fail_after_writing(monkeypatch)
+    _fail_after_writing(monkeypatch, fmt)
     result = dg.materialize([broken], partition_key="p", resources=_resources(root), instance=instance, raise_on_error=False)
     assert not result.success
     folder = data_root(root) / "broken"
@@ -286,6 +299,32 @@ def test_output_type_change_removes_old_format(root, instance):
     state["value"] = pd.DataFrame({"a": [1]})
     dg.materialize([shifting], partition_key="p", resources=_resources(root), instance=instance)
     assert sorted(p.name for p in (data_root(root) / "shifting").iterdir()) == ["p.parquet"]
+
+
+def test_a_newly_declared_format_still_reads_outputs_stored_before(root, instance):
+    """An asset switched to `format="arrow"` keeps its parquet outputs readable until they are
+    re-materialized (a loader looks for the declared file first, then for what is stored)."""
+    frame = pd.DataFrame({"v": [1, 2, 3]})
+
+    @transformation(partitions=["p"], name="migrating")
+    def as_parquet(context) -> pd.DataFrame:
+        return frame
+
+    @transformation(partitions=["p"], name="migrating", format="arrow")
+    def as_arrow(context) -> pd.DataFrame:
+        return frame
+
+    seen = {}
+
+    @transformation(inputs={"parts": Upstream("migrating", mapping=dg.AllPartitionMapping())})
+    def reader(parts: LazyPartitions) -> None:
+        seen["frame"] = parts.load("p", columns=["v"])
+
+    assert dg.materialize([as_parquet], partition_key="p", resources=_resources(root), instance=instance).success
+    assert dg.materialize([as_arrow, reader], selection=[reader], resources=_resources(root), instance=instance).success
+    pd.testing.assert_frame_equal(seen["frame"], frame)
+    assert dg.materialize([as_arrow], partition_key="p", resources=_resources(root), instance=instance).success
+    assert sorted(p.name for p in (data_root(root) / "migrating").iterdir()) == ["p.arrow"]
 
 
 def test_unsupported_type_error_names_asset_and_fix(root, instance):
@@ -330,3 +369,44 @@ def test_the_next_write_reclaims_temp_files_of_killed_writers(tmp_path, instance
     os.utime(stale, (old, old))
     assert dg.materialize([words], partition_key="a", instance=instance, resources=data_resources(tmp_path)).success
     assert sorted(p.name for p in folder.iterdir()) == [".a.txt.live.tmp", "a.txt"]
+
+
+def _mapped_files(address: int) -> list[str]:
+    """Files whose memory mapping in this process holds `address` (Linux /proc/self/maps)."""
+    found = []
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split(maxsplit=5)
+            lo, hi = (int(x, 16) for x in fields[0].split("-"))
+            if lo <= address < hi and len(fields) == 6:
+                found.append(fields[5].strip())
+    return found
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs Linux /proc")
+def test_local_arrow_read_maps_the_file_and_survives_its_replacement(tmp_path, instance):
+    """Many tasks read an arrow output whole: locally its numeric columns are the file's
+    mapped pages, not a decoded copy; and a re-materialization replaces the file (rename)
+    without changing what a reader already mapped."""
+    state = {"v": np.arange(100_000, dtype=np.int64)}
+
+    @transformation(partitions=["p"], format="arrow")
+    def table(context) -> pd.DataFrame:
+        return pd.DataFrame({"v": state["v"], "w": state["v"].astype(np.int32)})
+
+    captured = {}
+
+    @transformation(inputs={"table": Upstream("table", mapping=dg.AllPartitionMapping())})
+    def reader(table: LazyPartitions) -> None:
+        captured["frame"] = table["p"]()
+
+    resources = data_resources(tmp_path)
+    assert dg.materialize([table], partition_key="p", resources=resources, instance=instance).success
+    assert dg.materialize([table, reader], selection=[reader], resources=resources, instance=instance).success
+    frame = captured["frame"]
+    path = str(tmp_path / "table" / "p.arrow")
+    for column in ("v", "w"):
+        assert _mapped_files(frame[column].to_numpy().__array_interface__["data"][0]) == [path]
+    state["v"] = state["v"] * 2
+    assert dg.materialize([table], partition_key="p", resources=resources, instance=instance).success
+    np.testing.assert_array_equal(frame["v"].to_numpy(), np.arange(100_000))
