@@ -21,7 +21,7 @@ import dagster as dg
 
 from ktx_dagster.code_location import CodeLocation, CodeLocationError, resolve
 from ktx_dagster.data_dir import DataDir, data_root
-from ktx_dagster.partitions import partition_sources
+from ktx_dagster.partitions import partition_sources, sqlite_scale_warning
 
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -57,11 +57,13 @@ def sync(location: CodeLocation, instance: dg.DagsterInstance, log=print) -> dic
     root = location_data_root(repo_def)
     added = {}
     for source in partition_sources(list(repo_def.assets_defs_by_key.values())):
-        added[source.name] = new = source.sync(instance, root)
-        total = len(instance.get_dynamic_partitions(source.name))
+        new, total = source.register(instance, root)
+        added[source.name] = new
         log(f"partitions {source.name}: {total} ({len(new)} new)")
         if not total:  # forgotten inputs: say where we looked and how to fix it, not just "0"
             log(f"  {source.no_inputs_message(root)}")
+        if warning := sqlite_scale_warning(instance, source.name, total):
+            print(f"ktx: warning: {warning}", file=sys.stderr)
     return added
 
 

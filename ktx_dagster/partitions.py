@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, NamedTuple, Optional
+from typing import Any, Literal, NamedTuple
 
 import dagster as dg
 from dagster import partition_loading_context
@@ -27,16 +28,88 @@ from ktx_dagster.compat import PartitionsSubset, UpstreamPartitionsResult
 
 _INVALID_KEY_CHARS = re.compile(r"[\x00-\x1f,\[\]|]")
 
+# Keys per `add_dynamic_partitions` call on SQLite. Dagster's SQL storage first selects the
+# keys that exist with one `IN (...)` of every key given: past SQLite's limit on bound variables
+# (32766 since SQLite 3.32, as on macOS; 999 before) that fails with "too many SQL variables"
+# (dagster-io/dagster#16260, ~36,000 partitions). 500 stays under either limit; 100,000 keys are
+# then 200 statements, which cost little beside the keys themselves (bench/partition_scale.py).
+REGISTER_BATCH = 500
+# PostgreSQL's add is one INSERT .. ON CONFLICT DO NOTHING, no `IN (...)`, but each call opens
+# a connection of its own (~0.17 s here): fewer, larger batches.
+SERVER_REGISTER_BATCH = 10_000
+
+# Partitions per source past which a SQLite instance is the wall (docs/scale.md): `ktx sync`
+# and the file sensors say so, with how to move to PostgreSQL. KTX_SQLITE_PARTITIONS_WARN
+# changes it.
+SQLITE_PARTITIONS_WARN = 20_000
+POSTGRES_CONFIG = "deploy/minikube/dagster.yaml"
+
+
+def register_partitions(instance: dg.DagsterInstance, name: str, keys: Sequence[str], batch: int | None = None) -> None:
+    """`instance.add_dynamic_partitions(name, keys)` in batches: `REGISTER_BATCH` keys on SQLite,
+    `SERVER_REGISTER_BATCH` on a database server."""
+    if not keys:
+        return
+    size = batch or (REGISTER_BATCH if instance_is_sqlite(instance) else SERVER_REGISTER_BATCH)
+    for start in range(0, len(keys), size):
+        instance.add_dynamic_partitions(name, keys[start : start + size])
+
+
+def instance_is_sqlite(instance: dg.DagsterInstance) -> bool:
+    """Whether the instance keeps its partitions in SQLite (the local default, Dagster's own
+    default, a test instance), from the SQL dialect of its event log storage's connection."""
+    connect = getattr(instance.event_log_storage, "index_connection", None)
+    if connect is None:  # not a SQL storage: nothing to say
+        return False
+    with connect() as conn:
+        return conn.dialect.name == "sqlite"
+
+
+def sqlite_scale_warning(instance: dg.DagsterInstance, name: str, count: int) -> str | None:
+    """What to tell the user when `count` partitions of `name` are past what SQLite serves well."""
+    raw = os.environ.get("KTX_SQLITE_PARTITIONS_WARN", "")
+    limit = int(raw) if raw.isdigit() else SQLITE_PARTITIONS_WARN
+    if count <= limit or not instance_is_sqlite(instance):
+        return None
+    return (
+        f"partitions {name!r}: {count:,} on a SQLite instance, more than the {limit:,} it serves well "
+        "(the sensor's every tick, backfills and the UI's partition views slow down with the count; "
+        "docs/scale.md). Switch to PostgreSQL: copy the instance config "
+        f"{POSTGRES_CONFIG} into DAGSTER_HOME as dagster.yaml and set DAGSTER_PG_HOST, DAGSTER_PG_PORT, "
+        "DAGSTER_PG_USER, DAGSTER_PG_PASSWORD, DAGSTER_PG_DB (and KTX_COMPUTE_LOGS_DIR for step logs); "
+        "then run `ktx sync` again to register the partitions there"
+    )
+
+
+class Registered(NamedTuple):
+    """What a `register` did: the keys it added and how many there are now."""
+
+    new: list[str]
+    total: int
+
+
+_DIGIT_RUNS = re.compile(r"(\d+)")
+
 
 def natural_key(key: str) -> list:
     """Sort 'part_2' before 'part_10' and '1000-1999' after '0-999'."""
     # Odd tokens are the digit runs: comparing int with int and str with str, never int with str
     # (str.isdigit() would also take '²', which int() refuses).
-    return [int(tok) if i % 2 else tok for i, tok in enumerate(re.split(r"(\d+)", key))]
+    return [int(tok) if i % 2 else tok for i, tok in enumerate(_DIGIT_RUNS.split(key))]
 
 
 def natural_sorted(keys) -> list[str]:
     return sorted(keys, key=natural_key)
+
+
+def _list_names(folder: UPath) -> list[str]:
+    # A local folder through os.scandir: UPath's iterdir builds a path object per file, 2.6 s
+    # for 100,000 files where scandir takes 0.11 s (docs/scale.md). Other filesystems (S3)
+    # list through UPath.
+    if folder.protocol in ("", "file", "local"):
+        with os.scandir(folder.path) as entries:
+            return [entry.name for entry in entries]
+    return [p.name for p in folder.iterdir()]
 
 
 @dataclass(frozen=True)
@@ -86,9 +159,13 @@ class FilePartitions:
 
     def discover(self, root: UPath) -> list[str]:
         """Keys of the files present now, naturally sorted. Invalid names raise, naming the file."""
+        return natural_sorted(self.present(root))
+
+    def present(self, root: UPath) -> list[str]:
+        """`discover` in no particular order: a sensor's quiet tick needs no sort of every key."""
         folder = root / self.directory
         try:
-            names = [p.name for p in folder.iterdir() if fnmatch.fnmatchcase(p.name, self.pattern)]
+            names = [name for name in _list_names(folder) if fnmatch.fnmatchcase(name, self.pattern)]
         except FileNotFoundError:
             return []
         keys = []
@@ -101,7 +178,7 @@ class FilePartitions:
                     "characters); rename the file"
                 )
             keys.append(key)
-        return natural_sorted(keys)
+        return keys
 
     def no_inputs_message(self, root: UPath) -> str:
         """What a user who forgot to write the inputs is told: the folder and pattern searched,
@@ -126,11 +203,14 @@ class FilePartitions:
 
     def sync(self, instance: dg.DagsterInstance, root: UPath) -> list[str]:
         """Register keys of new files as partitions; returns the new keys. Never deletes."""
+        return self.register(instance, root).new
+
+    def register(self, instance: dg.DagsterInstance, root: UPath) -> Registered:
+        """`sync`, and the number of partitions after it: the registered keys are read once."""
         existing = set(instance.get_dynamic_partitions(self.name))
-        new = [k for k in self.discover(root) if k not in existing]
-        if new:
-            instance.add_dynamic_partitions(self.name, new)
-        return new
+        new = natural_sorted(k for k in self.present(root) if k not in existing)  # sort the new ones only
+        register_partitions(instance, self.name, new)
+        return Registered(new, len(existing) + len(new))
 
 
 class ChunkedPartitionMapping(
@@ -153,7 +233,7 @@ class ChunkedPartitionMapping(
 
     def get_upstream_mapped_partitions_result_for_partitions(
         self,
-        downstream_partitions_subset: Optional["PartitionsSubset"],
+        downstream_partitions_subset: PartitionsSubset | None,
         downstream_partitions_def: dg.PartitionsDefinition | None,
         upstream_partitions_def: dg.PartitionsDefinition,
         current_time: datetime | None = None,
@@ -177,12 +257,12 @@ class ChunkedPartitionMapping(
 
     def get_downstream_partitions_for_partitions(
         self,
-        upstream_partitions_subset: "PartitionsSubset",
+        upstream_partitions_subset: PartitionsSubset,
         upstream_partitions_def: dg.PartitionsDefinition,
         downstream_partitions_def: dg.PartitionsDefinition,
         current_time: datetime | None = None,
         dynamic_partitions_store: Any = None,
-    ) -> "PartitionsSubset":
+    ) -> PartitionsSubset:
         with partition_loading_context(current_time, dynamic_partitions_store):
             index = {k: i for i, k in enumerate(self._upstream_keys(upstream_partitions_def))}
             downstream = {str(index[k] // self.chunk_size) for k in upstream_partitions_subset.get_partition_keys() if k in index}
@@ -221,17 +301,22 @@ class ChunkedPartitions:
         return self.upstream.no_inputs_message(root)
 
     def keys_for(self, upstream_keys: Sequence[str]) -> list[str]:
-        return [str(i) for i in range(math.ceil(len(upstream_keys) / self.size))]
+        return self.keys_for_count(len(upstream_keys))
+
+    def keys_for_count(self, count: int) -> list[str]:
+        return [str(i) for i in range(math.ceil(count / self.size))]
 
     def sync(self, instance: dg.DagsterInstance, root: UPath) -> list[str]:
         """Register the upstream's new files, then the chunks they make; returns new chunk keys."""
-        self.upstream.sync(instance, root)
-        upstream_keys = instance.get_dynamic_partitions(self.upstream.name)
+        return self.register(instance, root).new
+
+    def register(self, instance: dg.DagsterInstance, root: UPath) -> Registered:
+        # The chunks depend only on how many upstream keys there are, not on the keys.
+        upstream = self.upstream.register(instance, root)
         existing = set(instance.get_dynamic_partitions(self.name))
-        new = [k for k in self.keys_for(upstream_keys) if k not in existing]
-        if new:
-            instance.add_dynamic_partitions(self.name, new)
-        return new
+        new = [k for k in self.keys_for_count(upstream.total) if k not in existing]
+        register_partitions(instance, self.name, new)
+        return Registered(new, len(existing) + len(new))
 
 
 def partition_keys_for(asset: dg.AssetsDefinition, instance: dg.DagsterInstance) -> list[str | None]:

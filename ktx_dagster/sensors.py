@@ -17,7 +17,18 @@ crash never launches a second run for the same file.
 ChunkedPartitions built on a file source (10 MPD slices -> one part) get no sensor of their
 own: the files' sensor registers their new chunk keys too, as `sync` does, without runs.
 
-Settings (environment of the code location): `KTX_SENSOR_INTERVAL_SECONDS` (default 30) and
+Scale (docs/scale.md): up to `partitions.REGISTER_BATCH` new keys go to the daemon as the
+tick's request; more are registered by the tick itself in batches, as `ktx sync` registers them
+(the daemon checks a request key by key, and Dagster's one add of 36,000 keys fails on SQLite,
+dagster-io/dagster#16260). A tick requests at most
+`KTX_SENSOR_MAX_RUNS_PER_TICK` runs (default 1000), because the daemon creates every requested
+run inside the tick: 100,000 new files are all registered at once and run 1000 per tick. A
+quiet tick reads the folder and its cursor, not the registered keys. Past
+`partitions.SQLITE_PARTITIONS_WARN` partitions on a SQLite instance the tick logs a warning saying how to
+move to PostgreSQL.
+
+Settings (environment of the code location): `KTX_SENSOR_INTERVAL_SECONDS` (default 30),
+`KTX_SENSOR_MAX_RUNS_PER_TICK` (default 1000) and
 `KTX_SENSOR_DEFAULT_STATUS` (`running`, the default: one directory listing per interval is
 cheap; or `stopped`, then turn it on in the UI under Automation).
 """
@@ -28,10 +39,18 @@ from collections.abc import Iterable, Sequence
 
 import dagster as dg
 
+from ktx_dagster import partitions
 from ktx_dagster.data_dir import DataDir
-from ktx_dagster.partitions import ChunkedPartitions, FilePartitions, natural_sorted, partition_sources
+from ktx_dagster.partitions import (
+    ChunkedPartitions,
+    FilePartitions,
+    natural_sorted,
+    partition_sources,
+    sqlite_scale_warning,
+)
 
 DEFAULT_INTERVAL_SECONDS = 30
+DEFAULT_MAX_RUNS_PER_TICK = 1000
 SENSOR_TAG = "ktx/sensor"
 
 
@@ -41,6 +60,15 @@ def sensor_interval_seconds() -> int:
         return DEFAULT_INTERVAL_SECONDS
     if not raw.isdigit() or int(raw) < 1:
         raise ValueError(f"KTX_SENSOR_INTERVAL_SECONDS={raw!r} must be a whole number of seconds >= 1")
+    return int(raw)
+
+
+def sensor_max_runs_per_tick() -> int:
+    raw = os.environ.get("KTX_SENSOR_MAX_RUNS_PER_TICK", "")
+    if not raw:
+        return DEFAULT_MAX_RUNS_PER_TICK
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"KTX_SENSOR_MAX_RUNS_PER_TICK={raw!r} must be a whole number >= 1")
     return int(raw)
 
 
@@ -59,7 +87,22 @@ def _decode_cursor(cursor: str | None) -> set[str] | None:
 
 
 def _encode_cursor(keys: Iterable[str]) -> str:
-    return json.dumps({"keys": natural_sorted(set(keys))}, separators=(",", ":"))
+    # sorted, not natural_sorted: the order only keeps the text stable, and 100,000 keys sort
+    # in a tenth of the time (decoding reads a set).
+    return json.dumps({"keys": sorted(set(keys))}, separators=(",", ":"))
+
+
+def _register(
+    instance: dg.DagsterInstance, definition: dg.DynamicPartitionsDefinition, keys: list[str]
+) -> list[dg.AddDynamicPartitionsRequest]:
+    """New keys: up to one batch as the tick's request (the UI lists them on the tick); more are
+    registered here, in batches, as `ktx sync` does. The daemon checks each key of a request with
+    a query of its own (on SQLite a new engine per key, dagster/_daemon/sensor.py in 1.13):
+    10,000 keys took it 104 s where batches take 0.7 s (docs/scale.md)."""
+    if len(keys) <= partitions.REGISTER_BATCH:
+        return [definition.build_add_request(keys)] if keys else []
+    partitions.register_partitions(instance, definition.name, keys)
+    return []
 
 
 def assets_partitioned_by(source: FilePartitions, assets: Iterable[dg.AssetsDefinition]) -> list[dg.AssetKey]:
@@ -80,6 +123,7 @@ def file_partitions_sensor(
     minimum_interval_seconds: int | None = None,
     default_status: dg.DefaultSensorStatus | None = None,
     chunked: Sequence[ChunkedPartitions] = (),
+    max_runs_per_tick: int | None = None,
 ) -> dg.SensorDefinition:
     """A sensor adding a partition per new file of `source`, with one run of `asset_keys` each.
 
@@ -90,6 +134,7 @@ def file_partitions_sensor(
     if not asset_keys:
         raise ValueError(f"file_partitions_sensor({source.name!r}): no assets to run")
     selection = list(asset_keys)
+    max_runs = max_runs_per_tick or sensor_max_runs_per_tick()
     listed = ", ".join(k.to_user_string() for k in selection)
 
     @dg.sensor(
@@ -107,34 +152,41 @@ def file_partitions_sensor(
     # (No postponed annotations in this module: Dagster reads this one to inject the resource.)
     def _sensor(context: dg.SensorEvaluationContext, data_dir: DataDir) -> dg.SensorResult | dg.SkipReason:
         root = data_dir.path
-        present = source.discover(root)
-        registered = set(context.instance.get_dynamic_partitions(source.name))
+        present = source.present(root)
         handled = _decode_cursor(context.cursor)
+        registered: set[str] | None = None
         if handled is None:
             # First tick: partitions registered before the sensor ran are already taken care of.
-            handled = registered
-        new = [k for k in present if k not in handled]
-        cursor = _encode_cursor(handled | set(present))
+            handled = registered = set(context.instance.get_dynamic_partitions(source.name))
+        new = natural_sorted(k for k in present if k not in handled)
         if not new:
+            # The quiet tick, every interval: neither the registered keys (all of them, from the
+            # database) nor a new cursor are needed when nothing is new.
             return dg.SensorResult(
-                skip_reason=dg.SkipReason(
-                    f"no new files in {root / source.directory} ({len(present)} present, "
-                    f"{len(registered)} partitions)"
-                ),
-                cursor=cursor,
+                skip_reason=dg.SkipReason(f"no new files in {root / source.directory} ({len(present)} present)"),
+                cursor=context.cursor or _encode_cursor(handled),
             )
+        if registered is None:
+            registered = set(context.instance.get_dynamic_partitions(source.name))
         to_add = [k for k in new if k not in registered]
-        requests = [source.definition.build_add_request(to_add)] if to_add else []
-        all_keys = natural_sorted(registered | set(to_add))
+        requests = _register(context.instance, source.definition, to_add)
+        total = len(registered) + len(to_add)
         for chunks in chunked:
             have = set(context.instance.get_dynamic_partitions(chunks.name))
-            more = [k for k in chunks.keys_for(all_keys) if k not in have]
-            if more:
-                requests.append(chunks.definition.build_add_request(more))
+            requests += _register(context.instance, chunks.definition,
+                                  [k for k in chunks.keys_for_count(total) if k not in have])
+        # A bounded tick: the daemon creates every requested run inside the tick, so a drop of
+        # 100,000 files is run max_runs at a time, tick after tick; all are registered at once
+        # (a backfill can take them all). The cursor holds only the keys that got their run.
+        run_now = new[:max_runs]
+        cursor = _encode_cursor(handled | set(run_now))
         context.log.info(
             f"{len(new)} new file(s) under {root / source.directory}: {', '.join(new[:20])}"
             + (" ..." if len(new) > 20 else "")
+            + (f"; runs for the first {len(run_now)} now, the rest on the next ticks" if len(run_now) < len(new) else "")
         )
+        if warning := sqlite_scale_warning(context.instance, source.name, total):
+            context.log.warning(warning)
         return dg.SensorResult(
             run_requests=[
                 dg.RunRequest(
@@ -143,7 +195,7 @@ def file_partitions_sensor(
                     asset_selection=selection,
                     tags={SENSOR_TAG: source.name},
                 )
-                for key in new
+                for key in run_now
             ],
             dynamic_partitions_requests=requests,
             cursor=cursor,
