@@ -17,6 +17,9 @@ Partitions are the tasks:
     challenge_submission   one task each
 
 The contest size (KTX_SPOTIFY_SIZE: mini, 80k, full) fixes shard counts and sample sizes.
+`tracks` and `cooccurrence` are stored as Arrow IPC files (format="arrow"): each is read whole
+by tens of tasks (every samples and challenge_lists task reads all 60 co-occurrence tables),
+and a memory-mapped read costs them nothing where parquet would be decoded by every one.
 Memory requests (= limits on Kubernetes) are the peak RSS measured by `bench/spotify.py
 --slices 80` plus 25-50% headroom; the full contest needs its own measurement.
 """
@@ -92,7 +95,7 @@ def part_tracks(slices: LazyPartitions) -> pd.DataFrame:
 
 
 @transformation(inputs={"part_tracks": Upstream(part_tracks, mapping=ALL)}, cpu="1", memory="1536Mi",
-                group=GROUP, format="parquet", checks=checks.TRACK_CHECKS)
+                group=GROUP, format="arrow", checks=checks.TRACK_CHECKS)
 def tracks(context: dg.AssetExecutionContext, part_tracks: LazyPartitions) -> pd.DataFrame:
     """Global track table reduced over the statistics parts, one part in memory at a time;
     the row number is the integer track id (most popular first)."""
@@ -150,7 +153,7 @@ def cooccurrence_partials(
     partitions=KIND_X_SHARD,
     inputs={"partials": Upstream(cooccurrence_partials, mapping=dg.MultiPartitionMapping(
         {"kind": dg.DimensionPartitionMapping("kind", dg.IdentityPartitionMapping())}))},
-    cpu="1", memory="1792Mi", group=GROUP, format="parquet",
+    cpu="1", memory="1792Mi", group=GROUP, format="arrow",
 )
 def cooccurrence(context: dg.AssetExecutionContext, partials: LazyPartitions) -> pd.DataFrame:
     """One (kind, shard): that kind's partials of every part, reduced to the top-N partners per key."""

@@ -7,6 +7,7 @@ failed check is a red mark on the asset's partition in the UI, and the run still
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ktx_dagster.checks import CheckContext, check, has_columns, non_empty, unique
@@ -34,10 +35,20 @@ def num_tracks_matches_rows(frame: pd.DataFrame, ctx: CheckContext):
 unique_pid_pos = unique(["pid", "pos"])  # no playlist position appears twice
 
 
+def _stored_rows(ctx: CheckContext, name: str) -> int:
+    """Rows of a stored table from its footer only, local or S3: arrow (as assets.py stores
+    `tracks`) or parquet (as it was stored before)."""
+    arrow = ctx.path(f"{name}.arrow")
+    if arrow.exists():
+        with arrow.open("rb") as f:
+            return pa.ipc.open_file(f).count_rows()
+    with ctx.path(f"{name}.parquet").open("rb") as f:
+        return pq.ParquetFile(f).metadata.num_rows
+
+
 @check("track_ids_in_range", "Track ids are below the track table's size; statistics parts know every track.")
 def track_ids_in_range(frame: pd.DataFrame, ctx: CheckContext):
-    with ctx.path("tracks.parquet").open("rb") as f:  # the footer only, local or S3
-        n_tracks = pq.ParquetFile(f).metadata.num_rows
+    n_tracks = _stored_rows(ctx, "tracks")
     ids = frame["track_id"].to_numpy()
     too_big = int((ids >= n_tracks).sum())
     from spotify_mpc.assets import part_roles  # the assets import these rules

@@ -381,8 +381,9 @@ class CoocLookup(_Coverage):
     def _table(self, kind: str, shard: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         item = self.tables[(kind, shard)]
         df = item() if callable(item) else item
-        # The key column keeps its stored dtype (int32 for track keys): a copy of every table
-        # as int64 would cost more than the lookups; _runs searches it in that dtype.
+        # No copies: the columns keep their stored dtypes (int32 for track keys; _runs searches
+        # in that dtype), and tables stored as arrow are views of the mapped file, so only the
+        # pages of the key column (the check below) and of the rows asked for are ever read.
         key, partner, count = df["key"].to_numpy(), df["partner"].to_numpy(), df["count"].to_numpy()
         if len(key) and not np.all(key[1:] >= key[:-1]):  # written by reduce_shard sorted; be safe
             order = np.argsort(key, kind="stable")

@@ -49,7 +49,7 @@ def test_every_asset_materialized_with_its_partitions(contest):
         assert runs[name] == 1
     first = f"0-{size.playlists_per_slice - 1}"
     assert (root / "mpd_slices" / f"{first}.parquet").exists()
-    assert (root / "cooccurrence" / "total" / "0.parquet").exists()  # kind/shard layout
+    assert (root / "cooccurrence" / "total" / "0.arrow").exists()  # kind/shard layout, in the format assets.py declares
 
 
 def test_model_beats_popularity_baseline(contest):

@@ -1,14 +1,16 @@
 """The Spotify asset checks on hand-made good and bad outputs (the stored files they consult
-are real parquet files under a temp data root)."""
+are real parquet / arrow files under a temp data root)."""
 
 import logging
 
 import dagster as dg
 import numpy as np
 import pandas as pd
+import pytest
 from upath import UPath
 
 from ktx_dagster.checks import CheckContext, evaluate
+from ktx_dagster.formats import format_by_name
 from spotify_mpc import checks as sc
 
 
@@ -32,8 +34,10 @@ def test_slice_rules(tmp_path):
     assert not bad.passed and bad.metadata["duplicated_rows"].value == 2
 
 
-def test_track_ids_in_range(tmp_path):
-    pd.DataFrame({"track_uri": ["a", "b", "c"]}).to_parquet(tmp_path / "tracks.parquet")
+@pytest.mark.parametrize("fmt", ["arrow", "parquet"])  # tracks as assets.py stores it, and as it was stored before
+def test_track_ids_in_range(tmp_path, fmt):
+    stored = format_by_name(fmt)
+    stored.write(pd.DataFrame({"track_uri": ["a", "b", "c"]}), str(tmp_path / f"tracks{stored.extension}"))
     ctx = _ctx(tmp_path, "0")
     assert _results(sc.track_ids_in_range, pd.DataFrame({"track_id": np.array([0, 2, -1], np.int32)}), ctx).passed
     result = _results(sc.track_ids_in_range, pd.DataFrame({"track_id": np.array([0, 3], np.int32)}), ctx)
