@@ -2,8 +2,12 @@
 one run per partition, at most N runs at once, assets in dependency order.
 
 This is kube-transform's controller (submit jobs in dependency order, wait, go on) expressed
-with Dagster's own pieces: each run is a real run in the instance under DAGSTER_HOME, executed
-by the deployment's executor (multiprocess locally, one pod per step on Kubernetes). In the
+with Dagster's own pieces. An asset starts as soon as every selected asset it reads has ended,
+not when a whole level of the graph has: independent branches run side by side, so a
+single-task asset (a model, a report) does not leave the other cores idle while it runs.
+When more partitions are ready than there are slots, the asset earlier in dependency order
+goes first. Each partition is a real run in the instance under DAGSTER_HOME, executed by
+the deployment's executor (multiprocess locally, one pod per step on Kubernetes). In the
 UI the same thing is a backfill, run by the daemon.
 
 Each run is created in the instance here and executed in a fresh process forked from a warm
@@ -15,6 +19,7 @@ that dies (crash, OOM kill) fails only the partition it held.
 
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import signal
@@ -118,28 +123,36 @@ class WorkerPool:
         return {"success": success, "run_id": run_id,
                 "error": None if success else first_error(self.instance, run_id), "log": log}
 
-    def map(self, asset: str, partitions: Sequence[str | None], on_result: Callable[[str | None, dict, float], None]) -> None:
-        todo: queue.Queue = queue.Queue()
-        for partition in partitions:
-            todo.put(partition)
-        lock = threading.Lock()
-
-        def drain(slot: int) -> None:
-            while True:
-                try:
-                    partition = todo.get_nowait()
-                except queue.Empty:
-                    return
-                started = time.perf_counter()
-                result = self._run(slot, asset, partition)
-                with lock:
-                    on_result(partition, result, time.perf_counter() - started)
-
-        threads = [threading.Thread(target=drain, args=(slot,)) for slot in range(min(self.size, len(partitions)))]
-        for t in threads:
+    def start(self) -> None:
+        """N slots, each taking the next (priority, asset, partition) as soon as its run ends."""
+        self.todo: queue.PriorityQueue = queue.PriorityQueue()
+        self.done: queue.Queue = queue.Queue()
+        self._count = itertools.count()  # FIFO among equal priorities
+        self._threads = [threading.Thread(target=self._drain, args=(slot,), daemon=True) for slot in range(self.size)]
+        for t in self._threads:
             t.start()
-        for t in threads:
+
+    def submit(self, priority: int, asset: str, partition: str | None) -> None:
+        self.todo.put((priority, next(self._count), asset, partition))
+
+    def stop(self) -> None:
+        for _ in self._threads:
+            self.todo.put((float("inf"), next(self._count), None, None))
+        for t in self._threads:
             t.join()
+
+    def _drain(self, slot: int) -> None:
+        while True:
+            _, _, asset, partition = self.todo.get()
+            if asset is None:
+                return
+            started = time.perf_counter()
+            try:
+                result = self._run(slot, asset, partition)
+            except Exception as exc:  # never lose a partition's outcome: the caller waits for it
+                result = {"success": False, "run_id": "-", "error": f"{type(exc).__name__}: {exc}"[:300],
+                          "log": os.path.join(self.log_dir, f"worker-{slot}.log")}
+            self.done.put((asset, partition, result, time.perf_counter() - started))
 
 
 def selected_keys(graph, selection: Sequence[str] | None) -> set[dg.AssetKey]:
@@ -184,25 +197,33 @@ def materialize(
     graph = repo_def.asset_graph
     wanted = selected_keys(graph, selection)
     order = [key for level in graph.toposorted_asset_keys_by_level for key in sorted(level) if key in wanted]
-    outcomes: list[AssetOutcome] = []
+    rank = {key: i for i, key in enumerate(order)}
+    # What an asset waits for: the selected assets it reads (unselected ones are taken as they are).
+    waits_for = {key: graph.get(key).parent_keys & wanted for key in order}
+    outcomes = {key: AssetOutcome(asset=key.to_user_string()) for key in order}
     failed_assets: set[dg.AssetKey] = set()
+    ended: set[dg.AssetKey] = set()
+    running: dict[dg.AssetKey, dict] = {}  # key -> {"left": partitions not reported yet, "keys": all, "started": t}
     pool = WorkerPool(max_concurrent, location, repo_def, instance,
                       preload if preload is not None else warm.preload_code_locations([location]))
-    for key in order:
-        name = key.to_user_string()
-        outcome = AssetOutcome(asset=name)
-        outcomes.append(outcome)
-        if graph.get(key).parent_keys & failed_assets:
-            outcome.skipped = True
+
+    def end(key: dg.AssetKey, failed: bool) -> None:
+        ended.add(key)
+        if failed:
             failed_assets.add(key)
+
+    def start(key: dg.AssetKey) -> None:
+        """Decide what to run of an asset whose inputs have all ended, and queue it."""
+        name, outcome = key.to_user_string(), outcomes[key]
+        if waits_for[key] & failed_assets:
+            outcome.skipped = True
             log(f"{name}: skipped, an upstream transformation failed")
-            continue
+            return end(key, failed=True)
         keys = partition_keys_for(repo_def.assets_defs_by_key[key], instance)
         if not keys:  # file partitions without one input file: nothing can run, which is no success
             outcome.skipped = True
-            failed_assets.add(key)
             log(f"{name}: no partitions, so nothing to run (no input files: see the partitions line above)")
-            continue
+            return end(key, failed=True)
         if only_partitions is not None:
             keys = [k for k in keys if k in set(only_partitions)]
         if missing_only:
@@ -211,26 +232,43 @@ def materialize(
                 log(f"{name}: {len(done)} partition(s) already materialized, reused")
             keys = [k for k in keys if k not in done]
             if not keys:
-                continue
+                return end(key, failed=False)
         if not keys:
             log(f"{name}: none of its partitions is among --partition {' '.join(only_partitions or [])}")
-            continue
+            return end(key, failed=False)
         log(f"{name}: {len(keys)} partition(s), up to {max_concurrent} at once")
-        started = time.perf_counter()
+        running[key] = {"left": len(keys), "total": len(keys), "started": time.perf_counter()}
+        for partition in keys:
+            pool.submit(rank[key], name, partition)
 
-        def report(partition: str | None, result: dict, seconds: float) -> None:
-            done = len(outcome.succeeded) + len(outcome.failed) + 1
-            label = f"{name}[{partition}]" if partition is not None else name
-            if result["success"]:
-                outcome.succeeded.append(str(partition))
-                log(f"  [{done}/{len(keys)}] {label} ok in {seconds:.1f}s (run {result['run_id'][:8]})")
-            else:
-                outcome.failed[str(partition)] = result["error"]
-                log(f"  [{done}/{len(keys)}] {label} FAILED (run {str(result['run_id'])[:8]}): {result['error']}")
-                log(f"      worker log: {result['log']}")
+    def report(key: dg.AssetKey, partition: str | None, result: dict, seconds: float) -> None:
+        name, outcome, state = key.to_user_string(), outcomes[key], running[key]
+        done = len(outcome.succeeded) + len(outcome.failed) + 1
+        label = f"{name}[{partition}]" if partition is not None else name
+        if result["success"]:
+            outcome.succeeded.append(str(partition))
+            log(f"  [{done}/{state['total']}] {label} ok in {seconds:.1f}s (run {result['run_id'][:8]})")
+        else:
+            outcome.failed[str(partition)] = result["error"]
+            log(f"  [{done}/{state['total']}] {label} FAILED (run {str(result['run_id'])[:8]}): {result['error']}")
+            log(f"      worker log: {result['log']}")
+        state["left"] -= 1
+        if state["left"] == 0:
+            outcome.seconds = time.perf_counter() - state["started"]
+            del running[key]
+            end(key, failed=bool(outcome.failed))
 
-        pool.map(name, keys, report)
-        outcome.seconds = time.perf_counter() - started
-        if outcome.failed:
-            failed_assets.add(key)
-    return outcomes
+    pool.start()
+    try:
+        while len(ended) < len(order):
+            for key in order:  # everything whose inputs have ended starts, in dependency order
+                if key not in ended and key not in running and waits_for[key] <= ended:
+                    start(key)
+            if running:
+                asset, partition, result, seconds = pool.done.get()
+                report(dg.AssetKey.from_user_string(asset), partition, result, seconds)
+            elif len(ended) < len(order):  # pragma: no cover - a cycle the asset graph cannot hold
+                raise RuntimeError(f"assets waiting on each other: {sorted(str(k) for k in set(order) - ended)}")
+    finally:
+        pool.stop()
+    return [outcomes[key] for key in order]
