@@ -25,15 +25,17 @@ METRICS = ("r_precision", "ndcg", "clicks")
 
 def score_lists(view: ChallengeView, lists: np.ndarray, track_artist: np.ndarray) -> pd.DataFrame:
     """One row per playlist: pid, category, hidden, unseen (hidden tracks unknown to training), metrics."""
-    rec_artists = track_artist[lists]
-    rows = []
-    for i in range(len(view)):
-        h = view.hidden(i)
-        ha = view.hidden_artists[view.hidden_ptr[i]:view.hidden_ptr[i + 1]]
-        rows.append((view.pids[i], view.categories[i], len(h), int((h < 0).sum()),
-                     metrics.r_precision(h, ha, lists[i], rec_artists[i]),
-                     metrics.ndcg(h, lists[i]), metrics.clicks(h, lists[i])))
-    return pd.DataFrame(rows, columns=["pid", "category", "hidden", "unseen", *METRICS])
+    columns = ["pid", "category", "hidden", "unseen", *METRICS]
+    if len(view) == 0:
+        return pd.DataFrame([], columns=columns)
+    lists = np.asarray(lists)
+    r_precision, ndcg, clicks = metrics.all_scores(view.hidden_ptr, view.hidden_tracks, view.hidden_artists,
+                                                   lists, track_artist[lists])
+    h_row = np.repeat(np.arange(len(view)), np.diff(view.hidden_ptr))
+    return pd.DataFrame(dict(zip(columns, (
+        view.pids, view.categories, np.diff(view.hidden_ptr).astype(np.int64),
+        np.bincount(h_row[view.hidden_tracks < 0], minlength=len(view)).astype(np.int64),
+        r_precision, ndcg, clicks))))
 
 
 def summarize(per_playlist: dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -33,9 +33,16 @@ def init_params(n_in: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 def forward(params: dict[str, np.ndarray], x: np.ndarray) -> tuple[np.ndarray, dict]:
     """Logits (n,) and the activations backward needs."""
-    h1 = np.maximum(x @ params["W1"] + params["b1"], 0.0)
-    h2 = np.maximum(h1 @ params["W2"] + params["b2"], 0.0)
-    z = (h2 @ params["W3"] + params["b3"]).ravel()
+    # in place: the same operations in the same order, without a temporary per step
+    h1 = x @ params["W1"]
+    h1 += params["b1"]
+    np.maximum(h1, 0.0, out=h1)
+    h2 = h1 @ params["W2"]
+    h2 += params["b2"]
+    np.maximum(h2, 0.0, out=h2)
+    z = h2 @ params["W3"]
+    z += params["b3"]
+    z = z.ravel()
     return z, {"x": x, "h1": h1, "h2": h2}
 
 
@@ -53,9 +60,11 @@ def backward(params: dict[str, np.ndarray], cache: dict, z: np.ndarray, y: np.nd
     n = len(y)
     dz = ((sigmoid(z) - y) / n)[:, None]
     g = {"W3": cache["h2"].T @ dz, "b3": dz.sum(axis=0)}
-    dh2 = (dz @ params["W3"].T) * (cache["h2"] > 0)
+    dh2 = dz @ params["W3"].T
+    dh2 *= cache["h2"] > 0
     g["W2"], g["b2"] = cache["h1"].T @ dh2, dh2.sum(axis=0)
-    dh1 = (dh2 @ params["W2"].T) * (cache["h1"] > 0)
+    dh1 = dh2 @ params["W2"].T
+    dh1 *= cache["h1"] > 0
     g["W1"], g["b1"] = cache["x"].T @ dh1, dh1.sum(axis=0)
     return g
 
@@ -72,16 +81,28 @@ class Adam:
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
         self.t += 1
+        c1, c2 = 1 - self.beta1 ** self.t, 1 - self.beta2 ** self.t
         for k, g in grads.items():
-            m = self.m.setdefault(k, np.zeros_like(g))
-            v = self.v.setdefault(k, np.zeros_like(g))
+            if k not in self.m:
+                self.m[k], self.v[k] = np.zeros_like(g), np.zeros_like(g)
+            m, v = self.m[k], self.v[k]
+            # The update below, lr * (m / c1) / (sqrt(v / c2) + eps), step by step in two scratch
+            # arrays: the same operations in the same order as the plain expression (same bits).
+            a, b = np.empty_like(g), np.empty_like(g)
             m *= self.beta1
-            m += (1 - self.beta1) * g
+            np.multiply(1 - self.beta1, g, out=a)
+            m += a
             v *= self.beta2
-            v += (1 - self.beta2) * g * g
-            m_hat = m / (1 - self.beta1 ** self.t)
-            v_hat = v / (1 - self.beta2 ** self.t)
-            params[k] -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+            np.multiply(1 - self.beta2, g, out=a)
+            a *= g
+            v += a
+            np.divide(m, c1, out=a)
+            a *= self.lr
+            np.divide(v, c2, out=b)
+            np.sqrt(b, out=b)
+            b += self.eps
+            a /= b
+            params[k] -= a
 
 
 def train(x: np.ndarray, y: np.ndarray, *, feature_names: list[str], epochs: int = 10, batch_size: int = 1024,
@@ -102,9 +123,10 @@ def train(x: np.ndarray, y: np.ndarray, *, feature_names: list[str], epochs: int
         total = 0.0
         for start in range(0, len(y), batch_size):
             idx = order[start:start + batch_size]
+            yb = y[idx]  # gathered once: random reads over the whole column
             z, cache = forward(params, xs[idx])
-            total += bce_with_logits(z, y[idx]) * len(idx)
-            opt.step(params, backward(params, cache, z, y[idx]))
+            total += bce_with_logits(z, yb) * len(idx)
+            opt.step(params, backward(params, cache, z, yb))
         losses.append(total / max(len(y), 1))
     return {"feature_names": list(feature_names), "mean": mean.tolist(), "std": std.tolist(),
             "params": {k: v.tolist() for k, v in params.items()}, "train_loss": losses,
