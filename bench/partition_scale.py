@@ -216,7 +216,8 @@ def run_phase(phase: str, env: dict, location: Path, work: Path, timeout: float)
         row["ok"] = True
     else:
         text = (work / f"{phase}.log").read_text(errors="replace").strip().splitlines()
-        last = next((line for line in reversed(text) if line.strip() and not line.startswith(" ")), "killed")
+        last = next((line for line in reversed(text) if "Error" in line and "Background on this error" not in line),
+                    next((line for line in reversed(text) if line.strip()), "killed"))
         row.update(ok=False, error=("timeout " if wall >= timeout else "") + last[:300])
     return row
 
