@@ -223,3 +223,27 @@ def test_no_warning_on_postgres(tmp_path, monkeypatch):
             assert partitions.sqlite_scale_warning(instance, "scale_files", 3) is None
     with dg.instance_for_test() as instance:
         assert partitions.sqlite_scale_warning(instance, "scale_files", 3)
+
+
+@pytest.mark.heavy
+def test_sync_and_sensor_register_40000_files_under_sqlites_default_limit(tmp_path, monkeypatch):
+    """The size users hit (~36,000, dagster-io/dagster#16260), at SQLite's own default limit."""
+
+    def limit(dbapi_connection, _record):
+        if isinstance(dbapi_connection, sqlite3.Connection):
+            dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 32766)
+
+    sa.event.listen(sa.engine.Engine, "connect", limit)
+    try:
+        keys = _files(tmp_path / "cli", 40_000)
+        with dg.instance_for_test() as instance:
+            assert FILES.register(instance, UPath(tmp_path / "cli")).total == len(keys)
+        _files(tmp_path / "sensor", 40_000)
+        monkeypatch.setenv("KTX_DATA_DIR", str(tmp_path / "sensor"))
+        with dg.instance_for_test() as instance:
+            sensor = file_partitions_sensor(FILES, [dg.AssetKey("a")])
+            result = _tick(sensor, instance, None)
+            assert len(instance.get_dynamic_partitions("scale_files")) == 40_000
+            assert len(result.run_requests) == 1000
+    finally:
+        sa.event.remove(sa.engine.Engine, "connect", limit)
