@@ -52,7 +52,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests" / "ui"), str(REPO / "tests" / "k8s")]
 
-from cpu import CpuSampler, children_cpu  # noqa: E402
+from cpu import CpuSampler, children_cpu, yardstick_seconds  # noqa: E402
 from dagster_stack import DagsterStack, write_inputs  # noqa: E402
 
 def _exit_on_sigterm(signum, frame):
@@ -177,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             "startup_seconds": round(startup, 1),
             "cpu_seconds_per_partition": round(cpu / args.partitions, 2) if cpu is not None else None,
             "cpus": os.cpu_count(),
+            "yardstick_seconds": yardstick_seconds(),
             "load_avg_1m_at_end": round(os.getloadavg()[0], 1),
             **({"jobs_per_partition": round(len(cluster.emulator.jobs()) / args.partitions, 2),
                 "pods_per_partition": round(len({p["metadata"]["uid"] for p in cluster.emulator.pods()})

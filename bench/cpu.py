@@ -113,3 +113,15 @@ class CpuSampler(threading.Thread):
         self.join(timeout=5)
         self.sample()
         return sum(self.seen.values())
+
+
+def yardstick_seconds() -> float:
+    """CPU-seconds of a fixed pure-Python loop (sum(range(10**7)), best of 3): how fast this
+    machine's cores are today, so that figures from different machines (or a shared machine
+    on different days) can be compared. Recorded in every bench's JSON line."""
+    best = float("inf")
+    for _ in range(3):
+        start = time.process_time()
+        sum(range(10**7))
+        best = min(best, time.process_time() - start)
+    return round(best, 4)

@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(REPO), str(HERE), str(REPO / "tests" / "ui")]
 
-from cpu import become_subreaper, children_cpu, reap_all  # noqa: E402
+from cpu import become_subreaper, children_cpu, reap_all, yardstick_seconds  # noqa: E402
 from dagster_stack import write_inputs  # noqa: E402
 
 
@@ -115,6 +115,7 @@ def main() -> int:
         "target_overhead_seconds_per_partition": 0.5,
         "cases": cases,
         "cpus": os.cpu_count(),
+        "yardstick_seconds": yardstick_seconds(),
         "load_avg_1m_at_start": round(load, 1),
         "load_avg_1m_at_end": round(os.getloadavg()[0], 1),
     }

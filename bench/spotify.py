@@ -32,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
-from cpu import become_subreaper, run_measured  # noqa: E402
+from cpu import become_subreaper, run_measured, yardstick_seconds  # noqa: E402
 
 
 def generate(slices: int, size_name: str, cache: Path) -> Path:
@@ -133,7 +133,7 @@ def main() -> None:
         "cooccurrence_r_precision": metrics.get("cooccurrence_r_precision"),
         "cooccurrence_ndcg": metrics.get("cooccurrence_ndcg"), "cooccurrence_clicks": metrics.get("cooccurrence_clicks"),
         "per_asset": per_asset,
-        "cpus": os.cpu_count(), "load_avg_1m_at_start": round(load, 1), "load_avg_1m_at_end": round(os.getloadavg()[0], 1),
+        "cpus": os.cpu_count(), "yardstick_seconds": yardstick_seconds(), "load_avg_1m_at_start": round(load, 1), "load_avg_1m_at_end": round(os.getloadavg()[0], 1),
     }
     beats = (result["r_precision"] > result["baseline_r_precision"] and result["ndcg"] > result["baseline_ndcg"]
              and result["clicks"] < result["baseline_clicks"]

@@ -152,7 +152,7 @@ class WorkerPool:
             except Exception as exc:  # never lose a partition's outcome: the caller waits for it
                 result = {"success": False, "run_id": "-", "error": f"{type(exc).__name__}: {exc}"[:300],
                           "log": os.path.join(self.log_dir, f"worker-{slot}.log")}
-            self.done.put((asset, partition, result, time.perf_counter() - started))
+            self.done.put((asset, partition, result, started, time.perf_counter()))
 
 
 def selected_keys(graph, selection: Sequence[str] | None) -> set[dg.AssetKey]:
@@ -237,12 +237,14 @@ def materialize(
             log(f"{name}: none of its partitions is among --partition {' '.join(only_partitions or [])}")
             return end(key, failed=False)
         log(f"{name}: {len(keys)} partition(s), up to {max_concurrent} at once")
-        running[key] = {"left": len(keys), "total": len(keys), "started": time.perf_counter()}
+        running[key] = {"left": len(keys), "total": len(keys), "first_start": float("inf")}
         for partition in keys:
             pool.submit(rank[key], name, partition)
 
-    def report(key: dg.AssetKey, partition: str | None, result: dict, seconds: float) -> None:
+    def report(key: dg.AssetKey, partition: str | None, result: dict, started: float, finished: float) -> None:
         name, outcome, state = key.to_user_string(), outcomes[key], running[key]
+        seconds = finished - started
+        state["first_start"] = min(state["first_start"], started)
         done = len(outcome.succeeded) + len(outcome.failed) + 1
         label = f"{name}[{partition}]" if partition is not None else name
         if result["success"]:
@@ -254,7 +256,9 @@ def materialize(
             log(f"      worker log: {result['log']}")
         state["left"] -= 1
         if state["left"] == 0:
-            outcome.seconds = time.perf_counter() - state["started"]
+            # From its first run's start to its last run's end: time waiting for a slot, while
+            # another asset's partitions held them, is not this asset's.
+            outcome.seconds = finished - state["first_start"]
             del running[key]
             end(key, failed=bool(outcome.failed))
 
@@ -265,8 +269,8 @@ def materialize(
                 if key not in ended and key not in running and waits_for[key] <= ended:
                     start(key)
             if running:
-                asset, partition, result, seconds = pool.done.get()
-                report(dg.AssetKey.from_user_string(asset), partition, result, seconds)
+                asset, partition, result, started, finished = pool.done.get()
+                report(dg.AssetKey.from_user_string(asset), partition, result, started, finished)
             elif len(ended) < len(order):  # pragma: no cover - a cycle the asset graph cannot hold
                 raise RuntimeError(f"assets waiting on each other: {sorted(str(k) for k in set(order) - ended)}")
     finally:
