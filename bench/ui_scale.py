@@ -118,7 +118,10 @@ def prepare(root: Path, n: int, fraction: float = 0.0, extra_env: dict | None = 
     )
     stack = WebserverStack(root / "stack", workspace=workspace, extra_env=dict(extra_env or {}))
     if instance_yaml:
-        shutil.copy(instance_yaml, stack.home / "dagster.yaml")
+        # Without the "join the community" pop-up (deploy/local/dagster.yaml turns it off too):
+        # it covers the page and takes the tab's click.
+        config = instance_yaml.read_text()
+        (stack.home / "dagster.yaml").write_text(config if "\nnux:" in config else config + "\nnux:\n  enabled: false\n")
     keys = partition_keys(n)
     folder = stack.data / "in"
     folder.mkdir(parents=True, exist_ok=True)
@@ -272,6 +275,13 @@ def measure_page(browser, stack: DagsterStack, steps: dict, screenshots: Path | 
             page.wait_for_timeout(500)  # requests still in flight land in the log
             shown = _no_error_shown(page)
             log.read()
+        except Exception as exc:
+            # Say what the page showed instead (an error dialog, a toast) beside the timeout.
+            with contextlib.suppress(Exception):
+                overlays = page.locator(".bp5-overlay, [role=dialog], .bp5-toast").all_inner_texts()
+                exc.add_note(f"page overlays: {[t[:1500] for t in overlays if t.strip()]}")
+                exc.add_note(f"GraphQL problems: {log.read() and log.problems()}")
+            raise
         finally:
             if screenshots:  # what the page showed, rendered or not
                 screenshots.mkdir(parents=True, exist_ok=True)
@@ -331,7 +341,7 @@ def run_one(browser, n: int, fraction: float, backend: str, pg, repeat: int, kee
               file=sys.stderr)
         return row
     except Exception as exc:  # noqa: BLE001 - a size that fails is a result: say how
-        print(f"[{backend} n={n}] FAILED: {exc!r}", file=sys.stderr)
+        print(f"[{backend} n={n}] FAILED: {exc!r} {getattr(exc, '__notes__', '')}", file=sys.stderr)
         return {"backend": backend, "n": n, "fraction": fraction, "error": repr(exc)[:500]}
     finally:
         shutil.rmtree(work, ignore_errors=True)
