@@ -543,6 +543,11 @@ def main(argv: list[str] | None = None) -> int:
             results = pool.map(_write_slice, jobs, chunksize=1)
             if pending is not None:
                 pending.get()
+            # Let the workers finish on their own: leaving the `with` terminates them with
+            # SIGTERM, which a process whose SIGTERM is ignored (Dagster maps it to SIGINT's
+            # handler, ignored in a shell's background job) never honours, and the join hangs.
+            pool.close()
+            pool.join()
     else:
         results = [_write_slice(j) for j in jobs]
         if args.challenge_size:
