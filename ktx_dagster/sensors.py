@@ -54,22 +54,21 @@ DEFAULT_MAX_RUNS_PER_TICK = 1000
 SENSOR_TAG = "ktx/sensor"
 
 
-def sensor_interval_seconds() -> int:
-    raw = os.environ.get("KTX_SENSOR_INTERVAL_SECONDS", "")
+def _positive_int_env(name: str, default: int, what: str) -> int:
+    raw = os.environ.get(name, "")
     if not raw:
-        return DEFAULT_INTERVAL_SECONDS
+        return default
     if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"KTX_SENSOR_INTERVAL_SECONDS={raw!r} must be a whole number of seconds >= 1")
+        raise ValueError(f"{name}={raw!r} must be {what} >= 1")
     return int(raw)
+
+
+def sensor_interval_seconds() -> int:
+    return _positive_int_env("KTX_SENSOR_INTERVAL_SECONDS", DEFAULT_INTERVAL_SECONDS, "a whole number of seconds")
 
 
 def sensor_max_runs_per_tick() -> int:
-    raw = os.environ.get("KTX_SENSOR_MAX_RUNS_PER_TICK", "")
-    if not raw:
-        return DEFAULT_MAX_RUNS_PER_TICK
-    if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"KTX_SENSOR_MAX_RUNS_PER_TICK={raw!r} must be a whole number >= 1")
-    return int(raw)
+    return _positive_int_env("KTX_SENSOR_MAX_RUNS_PER_TICK", DEFAULT_MAX_RUNS_PER_TICK, "a whole number")
 
 
 def sensor_default_status() -> dg.DefaultSensorStatus:
