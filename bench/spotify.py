@@ -5,7 +5,7 @@ fresh instance configured as `make demo`'s (deploy/local/dagster.yaml), executed
 
     .venv/bin/python bench/spotify.py --slices 80 [--slices-per-part 10] [--max-concurrent 2] [--no-logic]
 
-Generation is cached under bench/.cache/ and not timed. Prints per-asset wall time, runs and
+Generation is cached under bench/.cache/ (resumable) and timed apart from the chain. Prints per-asset wall time, runs and
 the peak RSS of its largest task (recorded by every task as `task_peak_rss_mb`), the model's,
 the co-occurrence-only ranking's and the popularity baseline's scores, and the CPU-seconds of
 the chain (every process of it: the CLI, the fork server, every run process, reaped through
@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,19 +36,24 @@ sys.path[:0] = [str(REPO), str(REPO / "bench")]
 from cpu import become_subreaper, run_measured, yardstick_seconds  # noqa: E402
 
 
-def generate(slices: int, size_name: str, cache: Path) -> Path:
+def generate(slices: int, size_name: str, cache: Path) -> tuple[Path, float]:
+    """The contest's raw files under bench/.cache/ and the seconds this call spent making them:
+    spotify_mpc.generate keeps the files already there, so an interrupted generation resumes."""
     from spotify_mpc.sizes import get_size
 
     size = get_size(size_name)
     out = cache / f"mpd-{slices}-{size.playlists_per_slice}-{size.official_challenge_size}"
-    if not (out / "challenge_set.json").exists():
-        tmp = out.with_suffix(".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "spotify_mpc.generate", "--slices", str(slices), "--out", str(tmp),
-                        "--seed", "0", "--challenge-size", str(size.official_challenge_size),
-                        "--playlists-per-slice", str(size.playlists_per_slice), "--quiet"], check=True, cwd=REPO)
-        tmp.rename(out)
-    return out
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "spotify_mpc.generate", "--slices", str(slices), "--out", str(out),
+                    "--seed", "0", "--challenge-size", str(size.official_challenge_size),
+                    "--playlists-per-slice", str(size.playlists_per_slice), "--quiet"], check=True, cwd=REPO)
+    return out, time.perf_counter() - t0
+
+
+def _tree_mb(root: Path) -> float:
+    """Bytes on disk under root (hard links into bench/.cache counted where they are)."""
+    total = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+    return round(total / 2**20, 1)
 
 
 def main() -> None:
@@ -64,10 +70,11 @@ def main() -> None:
     exact_cpu = become_subreaper()
     load = os.getloadavg()[0]
 
-    raw = generate(args.slices, args.size, REPO / "bench" / ".cache")
+    raw, generate_seconds = generate(args.slices, args.size, REPO / "bench" / ".cache")
     work = Path(tempfile.mkdtemp(prefix="ktx-bench-spotify-"))
     data, home = work / "data", work / "home"
-    shutil.copytree(raw, data / "spotify_mpc" / "raw")
+    # hard links: 1,000 slices are 18 GB, and the chain only reads them
+    shutil.copytree(raw, data / "spotify_mpc" / "raw", copy_function=os.link)
     home.mkdir()
     shutil.copy(REPO / "deploy" / "local" / "dagster.yaml", home / "dagster.yaml")
     env = {**os.environ, "KTX_DATA_DIR": str(data), "DAGSTER_HOME": str(home), "KTX_SPOTIFY_SIZE": args.size,
@@ -83,6 +90,8 @@ def main() -> None:
         print(proc.stdout[-5000:], proc.stderr[-3000:])
         sys.exit(f"chain failed (exit {proc.returncode}); data kept in {work}")
 
+    disk_mb = {"raw": _tree_mb(raw), "outputs": _tree_mb(data) - _tree_mb(data / "spotify_mpc" / "raw"),
+               "instance": _tree_mb(home)}
     os.environ.update({k: env[k] for k in ("DAGSTER_HOME", "KTX_DATA_DIR")})
     import dagster as dg
 
@@ -132,6 +141,7 @@ def main() -> None:
         "baseline_ndcg": metrics.get("popularity_ndcg"), "baseline_clicks": metrics.get("popularity_clicks"),
         "cooccurrence_r_precision": metrics.get("cooccurrence_r_precision"),
         "cooccurrence_ndcg": metrics.get("cooccurrence_ndcg"), "cooccurrence_clicks": metrics.get("cooccurrence_clicks"),
+        "generate_seconds": round(generate_seconds, 1), "disk_mb": disk_mb,
         "per_asset": per_asset,
         "cpus": os.cpu_count(), "yardstick_seconds": yardstick_seconds(), "load_avg_1m_at_start": round(load, 1), "load_avg_1m_at_end": round(os.getloadavg()[0], 1),
     }

@@ -15,6 +15,10 @@ Determinism: the catalogue depends only on the seed; a slice depends only on (se
 index, playlists per slice); the challenge set only on (seed, its size). So slices made by
 separate calls with the same seed share one catalogue and never contradict each other.
 Strings (names, URIs) are derived by hashing ids, so only tracks actually used are named.
+
+Resuming: every file is written whole or not at all (`*.partial`, then renamed), and a slice or
+challenge set already in --out is kept, not rewritten; so an interrupted run of the full 1,000
+slices is finished by running the same command again, and the statistics cover every slice.
 """
 
 from __future__ import annotations
@@ -502,18 +506,35 @@ def format_statistics(stats: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
-def _write_slice(job: tuple[int, int, int, str]) -> tuple[np.ndarray, np.ndarray]:
-    """Worker: write one slice; returns (lengths, tracks) for the statistics."""
-    seed, index, per_slice, out = job
+def _write_atomically(path: Path, text: str) -> None:
+    """A file is either whole or absent: an interrupted run leaves only `*.partial` files."""
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _write_slice(job: tuple[int, int, int, str, bool]) -> tuple[np.ndarray, np.ndarray, bool] | None:
+    """Worker: write one slice unless it is already there (resuming); returns (lengths, tracks,
+    written) for the statistics, or None when the slice exists and no statistics are wanted."""
+    seed, index, per_slice, out, want_stats = job
+    first_pid = index * per_slice
+    path = Path(out) / slice_name(first_pid, first_pid + per_slice - 1)
+    if path.exists():
+        if not want_stats:
+            return None
+        p = slice_playlists(build_catalogue(seed), index, per_slice)  # the same arrays, no JSON
+        return p.lengths, p.entry_track, False
     name, text, p = render_slice(build_catalogue(seed), index, per_slice)
-    (Path(out) / name).write_text(text, encoding="utf-8")
-    return p.lengths, p.entry_track
+    _write_atomically(Path(out) / name, text)
+    return p.lengths, p.entry_track, True
 
 
 def _write_challenge(job: tuple[int, int, str]) -> None:
     seed, size, out = job
-    text, _ = render_challenge_set(build_catalogue(seed), size)
-    (Path(out) / "challenge_set.json").write_text(text, encoding="utf-8")
+    path = Path(out) / "challenge_set.json"
+    if not path.exists():
+        text, _ = render_challenge_set(build_catalogue(seed), size)
+        _write_atomically(path, text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -533,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
     cat = build_catalogue(args.seed)  # built once; forked workers share it
-    jobs = [(args.seed, s, args.playlists_per_slice, str(args.out))
+    jobs = [(args.seed, s, args.playlists_per_slice, str(args.out), not args.quiet)
             for s in range(args.first_slice, args.first_slice + args.slices)]
     workers = max(1, min(args.jobs, len(jobs)))
     if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
@@ -552,11 +573,14 @@ def main(argv: list[str] | None = None) -> int:
         results = [_write_slice(j) for j in jobs]
         if args.challenge_size:
             _write_challenge((args.seed, args.challenge_size, str(args.out)))
+    written = sum(1 for r in results if r is not None and r[2])
     if not args.quiet:
         samples = [Playlists([], np.zeros(0), np.zeros(0), lengths, np.repeat(np.arange(len(lengths)), lengths),
-                             tracks, None) for lengths, tracks in results]
+                             tracks, None) for lengths, tracks, _ in results]
         print(format_statistics(statistics(cat, samples)))
-        print(f"wrote {args.slices} slices to {args.out} in {time.perf_counter() - t0:.1f}s")
+        kept = args.slices - written
+        print(f"wrote {written} slices to {args.out}" + (f" ({kept} already there, kept)" if kept else "")
+              + f" in {time.perf_counter() - t0:.1f}s")
     return 0
 
 

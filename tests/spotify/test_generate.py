@@ -97,3 +97,25 @@ def test_statistics_close_to_real():
     assert stats["unique_artists"] < stats["unique_albums"] < stats["unique_tracks"]
     text = generate.format_statistics(stats)
     assert "unique_tracks" in text and "681,805" in text
+
+def test_interrupted_generation_resumes(tmp_path, capsys):
+    """A run killed part-way leaves whole files and `*.partial` ones; the same command again
+    keeps the whole files (not rewritten), replaces the rest, and ends with the bytes and the
+    statistics of an uninterrupted run."""
+    args = ["--seed", "3", "--challenge-size", "20", "--playlists-per-slice", "50", "--jobs", "1"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    generate.main(["--slices", "3", "--out", str(whole), *args])
+    full_stats = capsys.readouterr().out.rsplit("\nwrote", 1)[0]
+    generate.main(["--slices", "1", "--out", str(cut), *args, "--challenge-size", "0", "--quiet"])
+    kept = cut / "mpd.slice.0-49.json"
+    kept_mtime = kept.stat().st_mtime_ns
+    (cut / "mpd.slice.50-99.json.partial").write_text('{"info": {"slice": "50-99"}, "playl')  # killed mid-write
+    capsys.readouterr()
+    generate.main(["--slices", "3", "--out", str(cut), *args])
+    out = capsys.readouterr().out
+    assert "wrote 2 slices" in out and "(1 already there, kept)" in out
+    assert out.rsplit("\nwrote", 1)[0] == full_stats  # statistics cover every slice, kept ones too
+    assert kept.stat().st_mtime_ns == kept_mtime
+    assert sorted(p.name for p in cut.iterdir()) == sorted(p.name for p in whole.iterdir())  # no .partial left
+    for p in whole.iterdir():
+        assert (cut / p.name).read_bytes() == p.read_bytes(), p.name
