@@ -117,11 +117,8 @@ def prepare(root: Path, n: int, fraction: float = 0.0, extra_env: dict | None = 
         f"      working_directory: {root}\n      location_name: {LOCATION_NAME}\n"
     )
     stack = WebserverStack(root / "stack", workspace=workspace, extra_env=dict(extra_env or {}))
-    if instance_yaml:
-        # Without the "join the community" pop-up (deploy/local/dagster.yaml turns it off too):
-        # it covers the page and takes the tab's click.
-        config = instance_yaml.read_text()
-        (stack.home / "dagster.yaml").write_text(config if "\nnux:" in config else config + "\nnux:\n  enabled: false\n")
+    if instance_yaml:  # both deploy/*/dagster.yaml turn the "join the community" pop-up off
+        shutil.copy(instance_yaml, stack.home / "dagster.yaml")
     keys = partition_keys(n)
     folder = stack.data / "in"
     folder.mkdir(parents=True, exist_ok=True)
