@@ -67,9 +67,13 @@ class KubeEmulator(JobController, Kubelet):
         docker: str = "docker",
         container_mounts: Iterable[tuple[str, str, bool]] = (),
     ):
-        if runtime not in ("process", "docker"):
-            raise ValueError(f"runtime={runtime!r}: 'process' (local processes) or 'docker' (containers)")
+        if runtime not in ("process", "docker", "control-plane"):
+            raise ValueError(f"runtime={runtime!r}: 'process' (local processes), 'docker' (containers) or "
+                             "'control-plane' (Dagster commands forked from a warm interpreter: warm_pods.py)")
         self.runtime = runtime
+        self._warm = None  # the control-plane runtime's warm interpreter, started on first use
+        self.pod_cpu_seconds = 0.0  # CPU of the control-plane runtime's pods (not this process's children)
+        self.pods_run = 0
         self.docker = docker
         # (local path, path in the container, read-only) added to every container pod
         self.container_mounts = tuple(container_mounts)
@@ -136,6 +140,8 @@ class KubeEmulator(JobController, Kubelet):
             runtimes = list(self._runtimes.values())
         for rt in runtimes:
             self._kill(rt, grace=0.5)
+        if self._warm is not None:
+            self._warm.close()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

@@ -207,6 +207,12 @@ class Kubelet:
         # the caller's environment carried (`make test` runs pytest without activating it).
         bin_dir = os.path.dirname(sys.executable)
         env = {**env, "PATH": bin_dir + os.pathsep + env.get("PATH", os.defpath)}
+        if self.runtime == "control-plane":
+            from ktx_dagster.testing.k8s_emulator.warm_pods import dagster_command
+
+            command = dagster_command(argv)
+            if command is not None:
+                return self._exec_warm(rt, command, env, cwd, t0)
         try:
             proc = subprocess.Popen(
                 argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -224,6 +230,32 @@ class Kubelet:
         if code < 0:  # killed by signal -> shell-style exit code
             code = 128 - code
         return code, ("Completed" if code == 0 else "Error"), t0
+
+    def _exec_warm(self, rt: _PodRuntime, argv: list[str], env: dict[str, str], cwd: str,
+                   t0: str) -> tuple[int, str, str]:
+        """A Dagster command forked from the warm interpreter (warm_pods.py); its CPU is counted."""
+        try:
+            proc = self._warm_interpreter().spawn(argv, env, cwd)
+        except OSError as exc:
+            self._log(rt, f"warm fork of {argv[:3]} failed: {exc}")
+            return 128, "StartError", t0
+        rt.proc = proc  # type: ignore[assignment]  # Popen's pid/poll/wait, all _kill needs
+        rt.started = True
+        for raw in proc.lines():
+            self._log(rt, raw.decode("utf-8", errors="replace"))
+        code = proc.wait()
+        with self._lock:
+            self.pod_cpu_seconds += proc.cpu_seconds
+            self.pods_run += 1
+        return code, ("Completed" if code == 0 else "Error"), t0
+
+    def _warm_interpreter(self):
+        from ktx_dagster.testing.k8s_emulator.warm_pods import WarmInterpreter
+
+        with self._lock:
+            if self._warm is None:
+                self._warm = WarmInterpreter(self.workdir)
+            return self._warm
 
     def _exec_container(self, rt: _PodRuntime, argv: list[str], container: str) -> tuple[int, str, str]:
         """Run one container to its end (docker_pods.py); the reason is the kubelet's."""
