@@ -2,7 +2,8 @@
 
     python bench/backfill.py [--partitions 100] [--concurrency 2] [--daemon stock|fast]
                              [--launcher warm|default] [--executor auto|multiprocess]
-                             [--deployment local|emulated-k8s] [--storage ktx|dagster] [--keep]
+                             [--deployment local|emulated-k8s] [--pod-runtime process|control-plane]
+                             [--storage ktx|dagster] [--keep]
 
 Starts dagster-webserver + dagster-daemon on loopback over a temporary DAGSTER_HOME (the
 repo's deploy/local/dagster.yaml: queued runs, KTX_MAX_CONCURRENT_RUNS at once) and a
@@ -30,6 +31,10 @@ even when a run is a chain). Both show what the defaults save. --deployment emul
 the same backfill with KTX_DEPLOYMENT=minikube against the emulated cluster
 (ktx_dagster/testing/k8s_emulator/): every step is a Kubernetes Job whose pod is a local
 `dagster api execute_step` process, i.e. a fresh interpreter per step as in a real pod.
+--pod-runtime control-plane makes those pods start at once (forked from a warm interpreter,
+ktx_dagster/testing/k8s_emulator/warm_pods.py): what remains per partition is Dagster's and
+the API server's own work, measured as Dagster CPU-seconds, pod CPU-seconds, Jobs and Pods,
+Kubernetes API calls by kind, and event-log rows (docs/scale.md, "The Kubernetes path at scale").
 The last line printed is one JSON object.
 """
 
@@ -55,6 +60,49 @@ sys.path[:0] = [str(REPO), str(REPO / "tests" / "ui"), str(REPO / "tests" / "k8s
 from cpu import CpuSampler, children_cpu, yardstick_seconds  # noqa: E402
 from dagster_stack import DagsterStack, write_inputs  # noqa: E402
 
+def _api_calls(requests: list[tuple[str, str]], n: int) -> dict:
+    """Kubernetes API requests per partition, by verb and resource, from the emulated API
+    server's request log (every request it answered during the backfill)."""
+    import collections
+    from urllib.parse import urlsplit
+
+    from ktx_dagster.testing.k8s_emulator.http_api import _parse_path
+
+    counts: collections.Counter = collections.Counter()
+    for method, path in requests:
+        split = urlsplit(path)
+        try:
+            parsed = _parse_path(split.path)
+        except Exception:  # a path the server answered with 404
+            parsed = None
+        plural, name, sub = (parsed[0], parsed[2], parsed[3]) if parsed else (split.path, None, None)
+        verb = {"POST": "create", "PUT": "replace", "PATCH": "patch", "DELETE": "delete"}.get(method)
+        if verb is None:
+            verb = "watch" if "watch=" in split.query else ("get" if name else "list")
+        counts[f"{verb} {plural}{'/' + sub if sub else ''}"] += 1
+    return {"api_calls_per_partition": round(sum(counts.values()) / n, 1),
+            "api_calls_by_kind_per_partition": {k: round(v / n, 2) for k, v in counts.most_common()}}
+
+
+def _event_rows(home: Path, run_ids: set[str], n: int) -> float | None:
+    """Event log rows the backfill's runs wrote (every event is one insert), per partition."""
+    import dagster as dg
+
+    old = os.environ.get("DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = str(home)
+    try:
+        with dg.DagsterInstance.get() as instance:
+            return round(sum(len(instance.all_logs(run_id)) for run_id in run_ids) / n, 1)
+    except Exception as exc:  # a count, not the bench's result: say why it is missing
+        print(f"  event rows not counted: {exc!r}", file=sys.stderr)
+        return None
+    finally:
+        if old is None:
+            os.environ.pop("DAGSTER_HOME", None)
+        else:
+            os.environ["DAGSTER_HOME"] = old
+
+
 def _exit_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)  # run the `finally` below: stop webserver and daemon
 
@@ -68,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--launcher", choices=("warm", "default"), default="warm")
     parser.add_argument("--executor", choices=("auto", "multiprocess"), default="auto")
     parser.add_argument("--deployment", choices=("local", "emulated-k8s"), default="local")
+    parser.add_argument("--pod-runtime", choices=("process", "control-plane"), default="process",
+                        help="emulated-k8s: how the emulated kubelet runs pods (control-plane: forked, warm)")
     parser.add_argument("--storage", choices=("ktx", "dagster"), default="ktx",
                         help="dagster: Dagster's default SQLite storage instead of ktx_dagster/local_storage.py")
     parser.add_argument("--timeout", type=float, default=3600)
@@ -84,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         from k8s_harness import project_env, seed_cluster_config
         from ktx_dagster.testing.pytest_plugin import k8s_test_cluster
 
-        cluster = cleanup.enter_context(k8s_test_cluster(root / "k8s"))
+        cluster = cleanup.enter_context(k8s_test_cluster(root / "k8s", runtime=args.pod_runtime))
         seed_cluster_config(cluster)
         data_dir = cluster.data_dir / "bench"  # the node's /mnt/data/bench
         extra_env.update(project_env(cluster, data_dir, "/mnt/data/bench"))
@@ -112,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     write_inputs(data_dir, keys)
     stack.sync_partitions()
     print(f"bench: {args.partitions} partitions, {args.concurrency} runs at once, daemon={args.daemon}, "
-          f"deployment={args.deployment}, launcher={args.launcher}, executor={args.executor}, storage={args.storage}, cpus={os.cpu_count()}, load={os.getloadavg()[0]:.1f}", flush=True)
+          f"deployment={args.deployment}{'/' + args.pod_runtime if cluster else ''}, launcher={args.launcher}, executor={args.executor}, storage={args.storage}, cpus={os.cpu_count()}, load={os.getloadavg()[0]:.1f}", flush=True)
     try:
         t_start = time.monotonic()
         stack.start(timeout=300)
@@ -126,8 +176,10 @@ def main(argv: list[str] | None = None) -> int:
             sampler.sample()
             cpu_before = sum(sampler.seen.values())
             children_before = children_cpu()
+            forked_before = cluster.emulator.pod_cpu_seconds if cluster is not None and cluster.emulator else 0.0
             sampler.start()
 
+        requests_before = len(cluster.emulator.requests) if cluster is not None and cluster.emulator else 0
         t0_wall = time.time()
         t0 = time.monotonic()
         backfill_id = stack.launch_backfill(title=f"bench {args.partitions} partitions")
@@ -141,7 +193,11 @@ def main(argv: list[str] | None = None) -> int:
                 last_report = time.monotonic()
             time.sleep(1)
         wall = time.monotonic() - t0
-        cpu = sampler.total() - cpu_before + children_cpu() - children_before if sampler else None
+        dagster_cpu = sampler.total() - cpu_before if sampler else None
+        # process pods are this process's children; control-plane pods are counted by the kubelet
+        forked = (cluster.emulator.pod_cpu_seconds if cluster is not None and cluster.emulator else 0.0) - forked_before
+        pods_cpu = children_cpu() - children_before + forked if sampler else None
+        cpu = dagster_cpu + pods_cpu if sampler else None
         state = stack.backfill(backfill_id)
         runs = state["runs"]
         ids = {r["id"] for r in runs}
@@ -161,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             "max_concurrent_runs": args.concurrency,
             "daemon": args.daemon,
             "deployment": args.deployment,
+            **({"pod_runtime": args.pod_runtime} if args.deployment == "emulated-k8s" else {}),
             "launcher": args.launcher,
             "executor": args.executor,
             "storage": args.storage,
@@ -179,6 +236,13 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "yardstick_seconds": yardstick_seconds(),
             "load_avg_1m_at_end": round(os.getloadavg()[0], 1),
+            # Split: the webserver's and daemon's process groups (daemon, run processes, code
+            # servers) against this process's children (emulated pods: 0 for a local backfill).
+            "dagster_cpu_seconds_per_partition": round(dagster_cpu / args.partitions, 2) if sampler else None,
+            "pod_cpu_seconds_per_partition": round(pods_cpu / args.partitions, 2) if sampler else None,
+            "event_log_rows_per_partition": _event_rows(stack.home, ids, args.partitions),
+            **(_api_calls(cluster.emulator.requests[requests_before:], args.partitions)
+               if args.deployment == "emulated-k8s" and cluster.emulator is not None else {}),
             **({"jobs_per_partition": round(len(cluster.emulator.jobs()) / args.partitions, 2),
                 "pods_per_partition": round(len({p["metadata"]["uid"] for p in cluster.emulator.pods()})
                                             / args.partitions, 2)}
