@@ -175,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             sampler = CpuSampler({p.pid for p in stack.procs.values()})
             sampler.sample()
             cpu_before = sum(sampler.seen.values())
+            groups_before = sampler.by_group()
             children_before = children_cpu()
             forked_before = cluster.emulator.pod_cpu_seconds if cluster is not None and cluster.emulator else 0.0
             sampler.start()
@@ -194,6 +195,11 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(1)
         wall = time.monotonic() - t0
         dagster_cpu = sampler.total() - cpu_before if sampler else None
+        # each of webserver and daemon leads a process group: its code servers and the run
+        # processes it launched (the daemon launches the backfill's) are in it
+        group_cpu = ({name: round((sampler.by_group().get(proc.pid, 0.0) - groups_before.get(proc.pid, 0.0))
+                                  / args.partitions, 2) for name, proc in stack.procs.items()}
+                     if sampler else None)
         # process pods are this process's children; control-plane pods are counted by the kubelet
         forked = (cluster.emulator.pod_cpu_seconds if cluster is not None and cluster.emulator else 0.0) - forked_before
         pods_cpu = children_cpu() - children_before + forked if sampler else None
@@ -208,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         waits = [r["startTime"] - r["creationTime"] for r in runs if r.get("startTime") and r.get("creationTime")]
         last_end = max((r["endTime"] for r in runs if r.get("endTime")), default=t0_wall)
         first_created = min((r["creationTime"] for r in runs if r.get("creationTime")), default=t0_wall)
+        created = sorted(r["creationTime"] for r in runs if r.get("creationTime"))
         task_time = sum(task_seconds) / args.concurrency
         result = {
             "bench": "backfill",
@@ -226,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
             "task_seconds_total": round(sum(task_seconds), 2),
             "overhead_seconds_per_partition": round((wall - task_time) / args.partitions, 2),
             "seconds_to_first_run_submitted": round(first_created - t0_wall, 1),
+            # the backfill daemon's pace creating the runs (they then wait in the run queue)
+            "runs_created_per_second": (round((len(created) - 1) / (created[-1] - created[0]), 2)
+                                        if len(created) > 1 and created[-1] > created[0] else None),
             "seconds_last_run_end_to_complete": round(t0_wall + wall - last_end, 1),
             "runs_span_seconds_per_partition": round((last_end - first_created) / args.partitions, 2),
             "mean_run_seconds": round(statistics.mean(durations), 2) if durations else None,
@@ -240,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             # servers) against this process's children (emulated pods: 0 for a local backfill).
             "dagster_cpu_seconds_per_partition": round(dagster_cpu / args.partitions, 2) if sampler else None,
             "pod_cpu_seconds_per_partition": round(pods_cpu / args.partitions, 2) if sampler else None,
+            "dagster_cpu_seconds_per_partition_by_process": group_cpu,
             "event_log_rows_per_partition": _event_rows(stack.home, ids, args.partitions),
             **(_api_calls(cluster.emulator.requests[requests_before:], args.partitions)
                if args.deployment == "emulated-k8s" and cluster.emulator is not None else {}),

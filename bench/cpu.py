@@ -87,6 +87,7 @@ class CpuSampler(threading.Thread):
         super().__init__(daemon=True)
         self.pgids, self.period = set(pgids), period
         self.seen: dict[tuple[int, int], float] = {}  # (pid, start time) -> cpu seconds
+        self.group_of: dict[tuple[int, int], int] = {}  # (pid, start time) -> process group
         self.stop_event = threading.Event()
         self.tick = os.sysconf("SC_CLK_TCK")
 
@@ -103,6 +104,7 @@ class CpuSampler(threading.Thread):
             if int(fields[2]) in self.pgids:
                 key = (int(entry.name), int(fields[19]))
                 self.seen[key] = (int(fields[11]) + int(fields[12])) / self.tick
+                self.group_of[key] = int(fields[2])
 
     def run(self) -> None:
         while not self.stop_event.wait(self.period):
@@ -113,6 +115,13 @@ class CpuSampler(threading.Thread):
         self.join(timeout=5)
         self.sample()
         return sum(self.seen.values())
+
+    def by_group(self) -> dict[int, float]:
+        """CPU seconds per process group (after total())."""
+        groups: dict[int, float] = {}
+        for key, cpu in self.seen.items():
+            groups[self.group_of[key]] = groups.get(self.group_of[key], 0.0) + cpu
+        return groups
 
 
 def yardstick_seconds() -> float:

@@ -155,8 +155,9 @@ def k8s_test_cluster(
 
     project_dir: the project whose code the emulated pods import, as the image would hold it
     (their working directory, first on PYTHONPATH); default the current directory.
-    runtime: "process" (pods are local processes in this environment) or "docker" (pods are
-    containers of their image, limits and security context enforced); default
+    runtime: "process" (pods are local processes in this environment), "docker" (pods are
+    containers of their image, limits and security context enforced) or "control-plane" (a
+    pod's Dagster command forked from a warm interpreter: pods start at once); default
     KTX_TEST_POD_RUNTIME, else "process". container_mounts: extra (local, in-container,
     read-only) bind mounts for every container pod.
     """

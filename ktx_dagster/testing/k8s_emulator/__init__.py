@@ -74,6 +74,15 @@ waiting in ``ErrImageNeverPull`` (there is no registry). Containers use the host
 pods reach loopback services (the emulated API, PostgreSQL, S3) as the tests do. The limits
 below that concern resources, images and isolation apply to the default ``runtime="process"``.
 
+Control-plane pods (``runtime="control-plane"``)
+------------------------------------------------
+To measure what many partitions cost Dagster and the API server rather than the pods
+themselves, a pod whose command runs ``dagster ...`` (``api execute_step`` behind the step
+wrapper, ``api execute_run``) runs that command forked from one warm interpreter that has
+imported Dagster, dagster-k8s and ktx_dagster (``warm_pods``): no interpreter start-up, the
+step itself and all its events real. The kubelet counts those pods' CPU
+(``pod_cpu_seconds``, ``pods_run``). Other commands run as in ``runtime="process"``.
+
 Limits (plainly)
 ----------------
 * No scheduling, nodes, node selectors, tolerations, affinity or priorities: every
@@ -100,7 +109,7 @@ Limits (plainly)
 
 One job per module: ``emulator`` (``KubeEmulator``: the object store and its lifecycle),
 ``http_api`` (the REST layer), ``job_controller``, ``kubelet`` (processes or containers,
-volumes, env, disruptions), ``selectors``, ``patches``, ``objects`` (kinds, errors,
+volumes, env, disruptions), ``warm_pods`` (the control-plane runtime), ``selectors``, ``patches``, ``objects`` (kinds, errors,
 quantities) and ``cli``.
 
 Use ``python -m ktx_dagster.testing.k8s_emulator --kubeconfig /tmp/kubeconfig.yaml
