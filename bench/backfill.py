@@ -3,7 +3,7 @@
     python bench/backfill.py [--partitions 100] [--concurrency 2] [--daemon stock|fast]
                              [--launcher warm|default] [--executor auto|multiprocess]
                              [--deployment local|emulated-k8s] [--pod-runtime process|control-plane]
-                             [--storage ktx|dagster] [--keep]
+                             [--storage ktx|dagster|postgres] [--keep]
 
 Starts dagster-webserver + dagster-daemon on loopback over a temporary DAGSTER_HOME (the
 repo's deploy/local/dagster.yaml: queued runs, KTX_MAX_CONCURRENT_RUNS at once) and a
@@ -118,8 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deployment", choices=("local", "emulated-k8s"), default="local")
     parser.add_argument("--pod-runtime", choices=("process", "control-plane"), default="process",
                         help="emulated-k8s: how the emulated kubelet runs pods (control-plane: forked, warm)")
-    parser.add_argument("--storage", choices=("ktx", "dagster"), default="ktx",
-                        help="dagster: Dagster's default SQLite storage instead of ktx_dagster/local_storage.py")
+    parser.add_argument("--storage", choices=("ktx", "dagster", "postgres"), default="ktx",
+                        help="dagster: Dagster's default SQLite storage instead of ktx_dagster/local_storage.py; "
+                        "postgres: the shared instance's storage (deploy/minikube/dagster.yaml) on a throwaway server")
     parser.add_argument("--timeout", type=float, default=3600)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, instance)")
     args = parser.parse_args(argv)
@@ -130,12 +131,25 @@ def main(argv: list[str] | None = None) -> int:
     extra_env = {"KTX_LOCAL_EXECUTOR": args.executor}
     data_dir = root / "stack" / "data"
     cluster = None
+    pg = None
+    if args.storage == "postgres":
+        from ktx_dagster.testing.postgres import throwaway_postgres
+
+        pg = cleanup.enter_context(throwaway_postgres())
+        extra_env.update(pg.dagster_env())
+        os.environ.update(pg.dagster_env())  # this process reads the instance too (_event_rows)
     if args.deployment == "emulated-k8s":
         from k8s_harness import project_env, seed_cluster_config
         from ktx_dagster.testing.pytest_plugin import k8s_test_cluster
 
         cluster = cleanup.enter_context(k8s_test_cluster(root / "k8s", runtime=args.pod_runtime))
-        seed_cluster_config(cluster)
+        if pg is None:
+            seed_cluster_config(cluster)
+        else:  # the pods reach the same PostgreSQL, as deploy/minikube's ConfigMap and Secret say
+            seed_cluster_config(
+                cluster, instance_yaml=(REPO / "deploy" / "minikube" / "dagster.yaml").read_text(),
+                instance_env={k: v for k, v in pg.dagster_env().items() if k != "DAGSTER_PG_PASSWORD"},
+                pg_password=pg.password)
         data_dir = cluster.data_dir / "bench"  # the node's /mnt/data/bench
         extra_env.update(project_env(cluster, data_dir, "/mnt/data/bench"))
     stack = DagsterStack(
@@ -148,15 +162,18 @@ def main(argv: list[str] | None = None) -> int:
     config = yaml.safe_load((stack.home / "dagster.yaml").read_text())
     if args.launcher == "default":
         del config["run_launcher"]  # Dagster's DefaultRunLauncher
-    if args.deployment == "emulated-k8s":
+    if args.deployment == "emulated-k8s" and args.storage == "ktx":
         # Its pods are local processes with a DAGSTER_HOME of their own that read this instance
         # through the run's instance ref; Dagster's default storage writes absolute folders
         # into the ref, ktx_dagster.local_storage resolves them from DAGSTER_HOME (a real
         # cluster shares PostgreSQL instead: deploy/minikube/dagster.yaml).
         args.storage = "dagster"
-    if args.storage == "dagster":
+    if args.storage in ("dagster", "postgres"):
         config.pop("run_storage", None)  # Dagster's default SQLite storage
         config.pop("event_log_storage", None)
+    if args.storage == "postgres":
+        config.pop("schedule_storage", None)
+        config["storage"] = yaml.safe_load((REPO / "deploy" / "minikube" / "dagster.yaml").read_text())["storage"]
     (stack.home / "dagster.yaml").write_text(yaml.safe_dump(config))
     keys = [f"part_{i}" for i in range(1, args.partitions + 1)]
     write_inputs(data_dir, keys)
