@@ -23,6 +23,8 @@ from dagster._core.workspace.autodiscovery import (
     loadable_targets_from_python_module,
 )
 
+# --- the `dagster` command line in a forked process (the emulated cluster's control-plane pods) --
+from dagster._cli import main as dagster_cli_main
 # --- executing a run in a process of our own (`dagster api execute_run`) -----------------------
 from dagster._cli.api import _execute_run_command_body as execute_run_command_body
 from dagster._utils.interrupts import capture_interrupts
@@ -101,6 +103,7 @@ __all__ = [
     "CheckStepHealthResult",
     "ConfigurableClassData",
     "DagsterImportError",
+    "dagster_cli_main",
     "EngineEventData",
     "K8S_EXECUTOR_CONFIG_SCHEMA",
     "K8sStepHandler",

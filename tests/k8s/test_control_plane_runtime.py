@@ -1,5 +1,5 @@
 """The emulator's control-plane runtime (warm_pods.py): Dagster commands in pods run forked
-from one warm interpreter, with the pod's env and cwd, their exit code, logs and CPU counted,
+from the warm fork server (ktx_dagster.warm), with the pod's env and cwd, their exit code, logs and CPU counted,
 and a deleted pod's process killed; a partition step through the Kubernetes executor still
 writes its output and its events. bench/backfill.py --pod-runtime control-plane uses it."""
 

@@ -78,8 +78,8 @@ Control-plane pods (``runtime="control-plane"``)
 ------------------------------------------------
 To measure what many partitions cost Dagster and the API server rather than the pods
 themselves, a pod whose command runs ``dagster ...`` (``api execute_step`` behind the step
-wrapper, ``api execute_run``) runs that command forked from one warm interpreter that has
-imported Dagster, dagster-k8s and ktx_dagster (``warm_pods``): no interpreter start-up, the
+wrapper, ``api execute_run``) runs that command forked from the run launcher's warm fork
+server (``ktx_dagster.warm``, with dagster-k8s and ktx_dagster preloaded; ``warm_pods``): no interpreter start-up, the
 step itself and all its events real. The kubelet counts those pods' CPU
 (``pod_cpu_seconds``, ``pods_run``). Other commands run as in ``runtime="process"``.
 

@@ -69,9 +69,8 @@ class KubeEmulator(JobController, Kubelet):
     ):
         if runtime not in ("process", "docker", "control-plane"):
             raise ValueError(f"runtime={runtime!r}: 'process' (local processes), 'docker' (containers) or "
-                             "'control-plane' (Dagster commands forked from a warm interpreter: warm_pods.py)")
+                             "'control-plane' (Dagster commands forked warm: warm_pods.py)")
         self.runtime = runtime
-        self._warm = None  # the control-plane runtime's warm interpreter, started on first use
         self.pod_cpu_seconds = 0.0  # CPU of the control-plane runtime's pods (not this process's children)
         self.pods_run = 0
         self.docker = docker
@@ -140,8 +139,6 @@ class KubeEmulator(JobController, Kubelet):
             runtimes = list(self._runtimes.values())
         for rt in runtimes:
             self._kill(rt, grace=0.5)
-        if self._warm is not None:
-            self._warm.close()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

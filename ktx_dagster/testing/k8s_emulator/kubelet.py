@@ -233,9 +233,11 @@ class Kubelet:
 
     def _exec_warm(self, rt: _PodRuntime, argv: list[str], env: dict[str, str], cwd: str,
                    t0: str) -> tuple[int, str, str]:
-        """A Dagster command forked from the warm interpreter (warm_pods.py); its CPU is counted."""
+        """A Dagster command forked from the warm fork server (warm_pods.py); its CPU is counted."""
+        from ktx_dagster.testing.k8s_emulator.warm_pods import PodProcess
+
         try:
-            proc = self._warm_interpreter().spawn(argv, env, cwd)
+            proc = PodProcess(argv, env, cwd, os.path.join(self.workdir, "pods", rt.key[0], rt.key[1], "warm"))
         except OSError as exc:
             self._log(rt, f"warm fork of {argv[:3]} failed: {exc}")
             return 128, "StartError", t0
@@ -248,14 +250,6 @@ class Kubelet:
             self.pod_cpu_seconds += proc.cpu_seconds
             self.pods_run += 1
         return code, ("Completed" if code == 0 else "Error"), t0
-
-    def _warm_interpreter(self):
-        from ktx_dagster.testing.k8s_emulator.warm_pods import WarmInterpreter
-
-        with self._lock:
-            if self._warm is None:
-                self._warm = WarmInterpreter(self.workdir)
-            return self._warm
 
     def _exec_container(self, rt: _PodRuntime, argv: list[str], container: str) -> tuple[int, str, str]:
         """Run one container to its end (docker_pods.py); the reason is the kubelet's."""
