@@ -3,7 +3,7 @@
     python bench/backfill.py [--partitions 100] [--concurrency 2] [--daemon stock|fast]
                              [--launcher warm|default] [--executor auto|multiprocess]
                              [--deployment local|emulated-k8s] [--pod-runtime process|control-plane]
-                             [--storage ktx|dagster|postgres] [--keep]
+                             [--storage ktx|dagster|postgres] [--window SECONDS] [--keep]
 
 Starts dagster-webserver + dagster-daemon on loopback over a temporary DAGSTER_HOME (the
 repo's deploy/local/dagster.yaml: queued runs, KTX_MAX_CONCURRENT_RUNS at once) and a
@@ -35,6 +35,10 @@ the same backfill with KTX_DEPLOYMENT=minikube against the emulated cluster
 ktx_dagster/testing/k8s_emulator/warm_pods.py): what remains per partition is Dagster's and
 the API server's own work, measured as Dagster CPU-seconds, pod CPU-seconds, Jobs and Pods,
 Kubernetes API calls by kind, and event-log rows (docs/scale.md, "The Kubernetes path at scale").
+--window SECONDS ends the measurement after that long even if the backfill is not done (one
+too long to run to the end here): figures are then per *finished* partition, and the daemon's
+pace creating runs is reported per tenth of the runs it created, which shows whether it slows
+as the backfill and the run queue grow.
 The last line printed is one JSON object.
 """
 
@@ -103,6 +107,35 @@ def _event_rows(home: Path, run_ids: set[str], n: int) -> float | None:
             os.environ["DAGSTER_HOME"] = old
 
 
+def _of_runs(objects: list[dict], run_ids: set[str]) -> list[dict]:
+    return [o for o in objects if (o["metadata"].get("labels") or {}).get("dagster/run-id") in run_ids]
+
+
+def _pace_by_tenth(created: list[float]) -> list[float] | None:
+    """Runs created per second in each tenth of the created runs, in order: a daemon that
+    slows as the backfill grows shows falling numbers."""
+    if len(created) < 20:
+        return None
+    tenth = len(created) // 10
+    paces = []
+    for i in range(10):
+        chunk = created[i * tenth:(i + 1) * tenth + 1]
+        span = chunk[-1] - chunk[0]
+        paces.append(round((len(chunk) - 1) / span, 2) if span > 0 else None)
+    return paces
+
+
+def _peak_rss_mib(pid: int) -> float | None:
+    """Peak resident memory of one process (VmHWM), in MiB; None once it has exited."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
 def _exit_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)  # run the `finally` below: stop webserver and daemon
 
@@ -122,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="dagster: Dagster's default SQLite storage instead of ktx_dagster/local_storage.py; "
                         "postgres: the shared instance's storage (deploy/minikube/dagster.yaml) on a throwaway server")
     parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument("--window", type=float, default=None,
+                        help="end the measurement after this many seconds, done or not (figures per finished partition)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, instance)")
     args = parser.parse_args(argv)
 
@@ -202,27 +237,43 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         backfill_id = stack.launch_backfill(title=f"bench {args.partitions} partitions")
         last_report = time.monotonic()
+        window_ended = False
         while (status := stack.backfill_status(backfill_id)) not in stack.BACKFILL_DONE:
+            if args.window is not None and time.monotonic() - t0 > args.window:
+                window_ended = True
+                break
             if time.monotonic() - t0 > args.timeout:
                 raise TimeoutError(f"backfill {backfill_id} not done after {args.timeout}s")
-            if time.monotonic() - last_report > 60:  # the full state is a heavier query: rarely
-                finished = sum(r["status"] in ("SUCCESS", "FAILURE") for r in stack.backfill(backfill_id)["runs"])
-                print(f"  {time.monotonic() - t0:6.0f}s: {finished}/{args.partitions} runs finished", flush=True)
+            if time.monotonic() - last_report > 60:
+                counts = stack.backfill_run_counts(backfill_id)
+                print(f"  {time.monotonic() - t0:6.0f}s: {counts['finished']}/{args.partitions} runs finished, "
+                      f"{counts['created']} created", flush=True)
                 last_report = time.monotonic()
             time.sleep(1)
         wall = time.monotonic() - t0
+        peak_rss = {name: _peak_rss_mib(proc.pid) for name, proc in stack.procs.items()}
         dagster_cpu = sampler.total() - cpu_before if sampler else None
         # each of webserver and daemon leads a process group: its code servers and the run
         # processes it launched (the daemon launches the backfill's) are in it
-        group_cpu = ({name: round((sampler.by_group().get(proc.pid, 0.0) - groups_before.get(proc.pid, 0.0))
-                                  / args.partitions, 2) for name, proc in stack.procs.items()}
-                     if sampler else None)
+        group_cpu = ({name: sampler.by_group().get(proc.pid, 0.0) - groups_before.get(proc.pid, 0.0)
+                      for name, proc in stack.procs.items()} if sampler else None)
         # process pods are this process's children; control-plane pods are counted by the kubelet
         forked = (cluster.emulator.pod_cpu_seconds if cluster is not None and cluster.emulator else 0.0) - forked_before
         pods_cpu = children_cpu() - children_before + forked if sampler else None
         cpu = dagster_cpu + pods_cpu if sampler else None
         state = stack.backfill(backfill_id)
-        runs = state["runs"]
+        created_runs = state["runs"]
+        # A windowed measurement counts what finished inside the window; the API calls of the
+        # (at most --concurrency) runs still in flight are counted too: a bias of under
+        # concurrency / finished.
+        window_end = t0_wall + wall
+        runs = ([r for r in created_runs if r["status"] in ("SUCCESS", "FAILURE") and (r.get("endTime") or 0) <= window_end]
+                if window_ended else created_runs)
+        n = len(runs) if window_ended else args.partitions
+        if n == 0:
+            raise RuntimeError(f"no run finished within the {args.window}s window")
+        if group_cpu is not None:
+            group_cpu = {name: round(v / n, 2) for name, v in group_cpu.items()}
         ids = {r["id"] for r in runs}
         task_seconds = [
             e["metadata"].get("task_seconds", 0.0) for e in stack.materializations() if e["runId"] in ids
@@ -231,12 +282,16 @@ def main(argv: list[str] | None = None) -> int:
         waits = [r["startTime"] - r["creationTime"] for r in runs if r.get("startTime") and r.get("creationTime")]
         last_end = max((r["endTime"] for r in runs if r.get("endTime")), default=t0_wall)
         first_created = min((r["creationTime"] for r in runs if r.get("creationTime")), default=t0_wall)
-        created = sorted(r["creationTime"] for r in runs if r.get("creationTime"))
+        created = sorted(r["creationTime"] for r in created_runs if r.get("creationTime"))
         task_time = sum(task_seconds) / args.concurrency
         result = {
             "bench": "backfill",
             "status": status,
             "partitions": args.partitions,
+            **({"window_seconds": args.window, "runs_created": len(created_runs), "runs_finished": n,
+                "runs_failed": sum(r["status"] == "FAILURE" for r in runs),
+                "note_window": "figures per partition are per finished partition within the window"}
+               if window_ended else {}),
             "materialized": len(task_seconds),
             "max_concurrent_runs": args.concurrency,
             "daemon": args.daemon,
@@ -246,34 +301,37 @@ def main(argv: list[str] | None = None) -> int:
             "executor": args.executor,
             "storage": args.storage,
             "wall_seconds": round(wall, 1),
-            "partitions_per_minute": round(args.partitions / wall * 60, 1),
+            "partitions_per_minute": round(n / wall * 60, 1),
             "task_seconds_total": round(sum(task_seconds), 2),
-            "overhead_seconds_per_partition": round((wall - task_time) / args.partitions, 2),
+            "overhead_seconds_per_partition": round((wall - task_time) / n, 2),
             "seconds_to_first_run_submitted": round(first_created - t0_wall, 1),
             # the backfill daemon's pace creating the runs (they then wait in the run queue)
             "runs_created_per_second": (round((len(created) - 1) / (created[-1] - created[0]), 2)
                                         if len(created) > 1 and created[-1] > created[0] else None),
+            "runs_created_per_second_by_tenth": _pace_by_tenth(created),
             "seconds_last_run_end_to_complete": round(t0_wall + wall - last_end, 1),
-            "runs_span_seconds_per_partition": round((last_end - first_created) / args.partitions, 2),
+            "runs_span_seconds_per_partition": round((last_end - first_created) / n, 2),
             "mean_run_seconds": round(statistics.mean(durations), 2) if durations else None,
             "mean_queue_wait_seconds": round(statistics.mean(waits), 1) if waits else None,
             "peak_concurrency": stack.max_overlap(runs),
             "startup_seconds": round(startup, 1),
-            "cpu_seconds_per_partition": round(cpu / args.partitions, 2) if cpu is not None else None,
+            "cpu_seconds_per_partition": round(cpu / n, 2) if cpu is not None else None,
             "cpus": os.cpu_count(),
             "yardstick_seconds": yardstick_seconds(),
             "load_avg_1m_at_end": round(os.getloadavg()[0], 1),
             # Split: the webserver's and daemon's process groups (daemon, run processes, code
             # servers) against this process's children (emulated pods: 0 for a local backfill).
-            "dagster_cpu_seconds_per_partition": round(dagster_cpu / args.partitions, 2) if sampler else None,
-            "pod_cpu_seconds_per_partition": round(pods_cpu / args.partitions, 2) if sampler else None,
+            "dagster_cpu_seconds_per_partition": round(dagster_cpu / n, 2) if sampler else None,
+            "pod_cpu_seconds_per_partition": round(pods_cpu / n, 2) if sampler else None,
             "dagster_cpu_seconds_per_partition_by_process": group_cpu,
-            "event_log_rows_per_partition": _event_rows(stack.home, ids, args.partitions),
-            **(_api_calls(cluster.emulator.requests[requests_before:], args.partitions)
+            "event_log_rows_per_partition": _event_rows(stack.home, ids, n),
+            "peak_rss_mib": peak_rss,
+            **(_api_calls(cluster.emulator.requests[requests_before:], n)
                if args.deployment == "emulated-k8s" and cluster.emulator is not None else {}),
-            **({"jobs_per_partition": round(len(cluster.emulator.jobs()) / args.partitions, 2),
-                "pods_per_partition": round(len({p["metadata"]["uid"] for p in cluster.emulator.pods()})
-                                            / args.partitions, 2)}
+            # Jobs and Pods of the counted runs (the k8s executor labels each with its run id)
+            **({"jobs_per_partition": round(len(_of_runs(cluster.emulator.jobs(), ids)) / n, 2),
+                "pods_per_partition": round(len({p["metadata"]["uid"] for p in _of_runs(cluster.emulator.pods(), ids)})
+                                            / n, 2)}
                if args.deployment == "emulated-k8s" and cluster.emulator is not None else {}),
             "note": "cpu_seconds_per_partition: CPU of all the deployment's processes from launch to "
             "completion (polling included) per partition, independent of other load; on an idle "
@@ -291,10 +349,13 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(root, ignore_errors=True)
         else:
             print(f"  kept {root}", file=sys.stderr)
-    print(f"  {result['status']}: {args.partitions} partitions in {result['wall_seconds']}s "
+    done = f"{result['runs_finished']} of " if "runs_finished" in result else ""
+    print(f"  {result['status']}: {done}{args.partitions} partitions in {result['wall_seconds']}s "
           f"({result['partitions_per_minute']}/min), overhead {result['overhead_seconds_per_partition']}s/partition, "
           f"mean run {result['mean_run_seconds']}s")
     print(json.dumps(result))
+    if "runs_finished" in result:  # windowed: succeeded if nothing inside the window failed
+        return 0 if result["runs_failed"] == 0 else 1
     return 0 if result["status"] == "COMPLETED_SUCCESS" else 1
 
 

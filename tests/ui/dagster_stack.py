@@ -334,6 +334,19 @@ class DagsterStack:
             raise GraphQLError(f"partitionBackfillOrError: {result}")
         return result["status"]
 
+    def backfill_run_counts(self, backfill_id: str) -> dict[str, int]:
+        """Runs the backfill has created and how many of them have finished: two counts, cheap
+        at any size (the full state lists every run)."""
+        data = self.graphql(
+            """query($all: RunsFilter, $done: RunsFilter) {
+                 created: runsOrError(filter: $all) { ... on Runs { count } }
+                 finished: runsOrError(filter: $done) { ... on Runs { count } } }""",
+            {"all": {"tags": [{"key": "dagster/backfill", "value": backfill_id}]},
+             "done": {"tags": [{"key": "dagster/backfill", "value": backfill_id}],
+                      "statuses": ["SUCCESS", "FAILURE", "CANCELED"]}},
+        )
+        return {"created": data["created"]["count"], "finished": data["finished"]["count"]}
+
     BACKFILL_DONE = frozenset({"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"})
 
     def wait_backfill(self, backfill_id: str, timeout: float = 420) -> dict[str, Any]:
