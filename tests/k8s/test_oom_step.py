@@ -41,9 +41,9 @@ def oom(tmp_path_factory, ktx_postgres) -> Iterator:
 
 @pytest.mark.reliability(
     "pod failure", case="a step pod OOMKilled",
-    injected="a step allocating past its 64Mi limit in a container pod (the real cgroup OOM killer)",
-    seen="the step fails with '<transformation>[<partition>] ran out of memory ... at its memory limit of 64Mi ... "
-         "@transformation(memory=\'128Mi\')'; engine event metadata ktx/failure_reason=OOMKilled, ktx/memory_limit",
+    injected="a step allocating past its 512Mi limit in a container pod (the real cgroup OOM killer)",
+    seen="the step fails with '<transformation>[<partition>] ran out of memory ... at its memory limit of 512Mi ... "
+         "@transformation(memory=\'1Gi\')'; engine event metadata ktx/failure_reason=OOMKilled, ktx/memory_limit",
     outcome="only that step fails; a failure sensor can tell OOM from other failures by its metadata")
 def test_a_step_over_its_memory_limit_is_oom_killed(oom):
     h, cluster = oom, oom.cluster
@@ -51,7 +51,7 @@ def test_a_step_over_its_memory_limit_is_oom_killed(oom):
     run = h.wait([run_id], timeout=240)[run_id]
     assert run.status == DagsterRunStatus.FAILURE
     (job,) = h.finished_jobs(f"dagster/run-id={run_id}", 1, timeout=120)
-    assert job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] == "64Mi"
+    assert job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] == "512Mi"
     (pod,) = cluster.pods(label_selector=f"job-name={job['metadata']['name']}")
     terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
     assert (pod["status"]["phase"], terminated["reason"], terminated["exitCode"]) == ("Failed", "OOMKilled", 137)
@@ -60,21 +60,21 @@ def test_a_step_over_its_memory_limit_is_oom_killed(oom):
     failure = next(e for e in h.events(run_id, DagsterEventType.STEP_FAILURE))
     message = failure.dagster_event.event_specific_data.error.message
     assert "greedy[only] ran out of memory: its container was OOMKilled (exit 137)" in message, message
-    assert "memory limit of 64Mi" in message and "@transformation(memory='128Mi')" in message, message
+    assert "memory limit of 512Mi" in message and "@transformation(memory='1Gi')" in message, message
     (diagnosis,) = [e for e in h.events(run_id, DagsterEventType.ENGINE_EVENT)
                     if "ktx/failure_reason" in e.dagster_event.engine_event_data.metadata]
     metadata = diagnosis.dagster_event.engine_event_data.metadata
-    assert metadata["ktx/failure_reason"].value == "OOMKilled" and metadata["ktx/memory_limit"].value == "64Mi"
+    assert metadata["ktx/failure_reason"].value == "OOMKilled" and metadata["ktx/memory_limit"].value == "512Mi"
 
 
 @pytest.mark.reliability(
     "pod failure", case="a retry after an OOM kill asks for more memory",
-    injected="the same step with memory_growth=2.0, max_memory set, and a retry policy",
-    seen="an engine event 'Attempt 2 ... asks for 128Mi of memory (was 64Mi)'; the retry's pod shows the new "
+    injected="the same step with memory_growth=4.0, max_memory set, and a retry policy",
+    seen="an engine event 'Attempt 2 ... asks for 2048Mi of memory (was 512Mi)'; the retry's pod shows the new "
          "request and limit",
     outcome="the retry succeeds; the grown memory never passes max_memory")
 def test_a_retry_after_an_oom_kill_asks_for_more_memory(oom):
-    """memory_growth: the first attempt is OOMKilled at 64Mi, the retry's pod asks for 640Mi
+    """memory_growth: the first attempt is OOMKilled at 512Mi, the retry's pod asks for 2048Mi
     (request and limit) and succeeds; the run's log says why it grew."""
     h, cluster = oom, oom.cluster
     run_id = h.materialize("grows", "only")
@@ -82,11 +82,11 @@ def test_a_retry_after_an_oom_kill_asks_for_more_memory(oom):
     assert run.status == DagsterRunStatus.SUCCESS, h.debug()
     first, retry = h.finished_jobs(f"dagster/run-id={run_id}", 2, timeout=120)
     memory = [j["spec"]["template"]["spec"]["containers"][0]["resources"] for j in (first, retry)]
-    assert memory[0]["limits"]["memory"] == memory[0]["requests"]["memory"] == "64Mi"
-    assert memory[1]["limits"]["memory"] == memory[1]["requests"]["memory"] == "640Mi"
+    assert memory[0]["limits"]["memory"] == memory[0]["requests"]["memory"] == "512Mi"
+    assert memory[1]["limits"]["memory"] == memory[1]["requests"]["memory"] == "2048Mi"
     (oom_pod,) = cluster.pods(label_selector=f"job-name={first['metadata']['name']}")
     assert oom_pod["status"]["containerStatuses"][0]["state"]["terminated"]["reason"] == "OOMKilled"
     grew = [e.user_message for e in h.events(run_id, DagsterEventType.ENGINE_EVENT)
             if "memory_growth" in (e.user_message or "")]
-    assert grew == ["Attempt 2 of grows asks for 640Mi of memory (was 64Mi): the previous attempt was "
+    assert grew == ["Attempt 2 of grows asks for 2048Mi of memory (was 512Mi): the previous attempt was "
                     "OOMKilled (memory_growth)"], grew
