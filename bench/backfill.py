@@ -3,7 +3,8 @@
     python bench/backfill.py [--partitions 100] [--concurrency 2] [--daemon stock|fast]
                              [--launcher warm|default] [--executor auto|multiprocess]
                              [--deployment local|emulated-k8s] [--pod-runtime process|control-plane]
-                             [--storage ktx|dagster|postgres] [--window SECONDS] [--keep]
+                             [--storage ktx|dagster|postgres] [--window SECONDS]
+                             [--run-chunk-size N] [--keep]
 
 Starts dagster-webserver + dagster-daemon on loopback over a temporary DAGSTER_HOME (the
 repo's deploy/local/dagster.yaml: queued runs, KTX_MAX_CONCURRENT_RUNS at once) and a
@@ -38,7 +39,9 @@ Kubernetes API calls by kind, and event-log rows (docs/scale.md, "The Kubernetes
 --window SECONDS ends the measurement after that long even if the backfill is not done (one
 too long to run to the end here): figures are then per *finished* partition, and the daemon's
 pace creating runs is reported per tenth of the runs it created, which shows whether it slows
-as the backfill and the run queue grow.
+as the backfill and the run queue grow. The progress lines and `backfill_record_peak_bytes`
+give the size of the backfill's stored record, which holds the run requests still to submit;
+--run-chunk-size sets how many runs the daemon submits between rewrites of it.
 The last line printed is one JSON object.
 """
 
@@ -88,23 +91,46 @@ def _api_calls(requests: list[tuple[str, str]], n: int) -> dict:
             "api_calls_by_kind_per_partition": {k: round(v / n, 2) for k, v in counts.most_common()}}
 
 
-def _event_rows(home: Path, run_ids: set[str], n: int) -> float | None:
-    """Event log rows the backfill's runs wrote (every event is one insert), per partition."""
+@contextlib.contextmanager
+def _instance(home: Path):
+    """The stack's instance, read from this process (DAGSTER_HOME set for the duration)."""
     import dagster as dg
 
     old = os.environ.get("DAGSTER_HOME")
     os.environ["DAGSTER_HOME"] = str(home)
     try:
         with dg.DagsterInstance.get() as instance:
-            return round(sum(len(instance.all_logs(run_id)) for run_id in run_ids) / n, 1)
-    except Exception as exc:  # a count, not the bench's result: say why it is missing
-        print(f"  event rows not counted: {exc!r}", file=sys.stderr)
-        return None
+            yield instance
     finally:
         if old is None:
             os.environ.pop("DAGSTER_HOME", None)
         else:
             os.environ["DAGSTER_HOME"] = old
+
+
+def _event_rows(home: Path, run_ids: set[str], n: int) -> float | None:
+    """Event log rows the backfill's runs wrote (every event is one insert), per partition."""
+    try:
+        with _instance(home) as instance:
+            return round(sum(len(instance.all_logs(run_id)) for run_id in run_ids) / n, 1)
+    except Exception as exc:  # a count, not the bench's result: say why it is missing
+        print(f"  event rows not counted: {exc!r}", file=sys.stderr)
+        return None
+
+
+def _backfill_record_bytes(home: Path, backfill_id: str) -> int | None:
+    """Size of the backfill's stored record (its serialized PartitionBackfill): the daemon
+    reads it on every loop and rewrites it after every chunk of runs it submits, and while
+    runs remain to be submitted it carries their run requests."""
+    from dagster import serialize_value
+
+    try:
+        with _instance(home) as instance:
+            backfill = instance.get_backfill(backfill_id)
+            return len(serialize_value(backfill)) if backfill is not None else None
+    except Exception as exc:  # a size, not the bench's result: say why it is missing
+        print(f"  backfill record not measured: {exc!r}", file=sys.stderr)
+        return None
 
 
 def _of_runs(objects: list[dict], run_ids: set[str]) -> list[dict]:
@@ -157,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=3600)
     parser.add_argument("--window", type=float, default=None,
                         help="end the measurement after this many seconds, done or not (figures per finished partition)")
+    parser.add_argument("--run-chunk-size", type=int, default=None,
+                        help="runs the backfill daemon submits between writes of the backfill record "
+                        "(Dagster's DAGSTER_ASSET_BACKFILL_RUN_CHUNK_SIZE; its default is 25)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, instance)")
     args = parser.parse_args(argv)
 
@@ -164,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="ktx-bench-backfill-"))
     cleanup = contextlib.ExitStack()
     extra_env = {"KTX_LOCAL_EXECUTOR": args.executor}
+    if args.run_chunk_size is not None:
+        extra_env["DAGSTER_ASSET_BACKFILL_RUN_CHUNK_SIZE"] = str(args.run_chunk_size)
     data_dir = root / "stack" / "data"
     cluster = None
     pg = None
@@ -237,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         backfill_id = stack.launch_backfill(title=f"bench {args.partitions} partitions")
         last_report = time.monotonic()
+        record_peak = 0
         window_ended = False
         while (status := stack.backfill_status(backfill_id)) not in stack.BACKFILL_DONE:
             if args.window is not None and time.monotonic() - t0 > args.window:
@@ -246,8 +278,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise TimeoutError(f"backfill {backfill_id} not done after {args.timeout}s")
             if time.monotonic() - last_report > 60:
                 counts = stack.backfill_run_counts(backfill_id)
+                record = _backfill_record_bytes(stack.home, backfill_id)
+                record_peak = max(record_peak, record or 0)
                 print(f"  {time.monotonic() - t0:6.0f}s: {counts['finished']}/{args.partitions} runs finished, "
-                      f"{counts['created']} created", flush=True)
+                      f"{counts['created']} created, backfill record {(record or 0) / 1e6:.2f} MB", flush=True)
                 last_report = time.monotonic()
             time.sleep(1)
         wall = time.monotonic() - t0
@@ -309,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
             "runs_created_per_second": (round((len(created) - 1) / (created[-1] - created[0]), 2)
                                         if len(created) > 1 and created[-1] > created[0] else None),
             "runs_created_per_second_by_tenth": _pace_by_tenth(created),
+            "run_chunk_size": args.run_chunk_size or 25,
+            # sampled with the progress lines (every 60 s): None when the run was shorter
+            "backfill_record_peak_bytes": record_peak or None,
             "seconds_last_run_end_to_complete": round(t0_wall + wall - last_end, 1),
             "runs_span_seconds_per_partition": round((last_end - first_created) / n, 2),
             "mean_run_seconds": round(statistics.mean(durations), 2) if durations else None,
