@@ -281,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
                 record = _backfill_record_bytes(stack.home, backfill_id)
                 record_peak = max(record_peak, record or 0)
                 print(f"  {time.monotonic() - t0:6.0f}s: {counts['finished']}/{args.partitions} runs finished, "
-                      f"{counts['created']} created, backfill record {(record or 0) / 1e6:.2f} MB", flush=True)
+                      f"{counts['created']} created, backfill record "
+                      f"{'?' if record is None else f'{record / 1e6:.2f}'} MB", flush=True)
                 last_report = time.monotonic()
             time.sleep(1)
         wall = time.monotonic() - t0
@@ -343,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
             "runs_created_per_second": (round((len(created) - 1) / (created[-1] - created[0]), 2)
                                         if len(created) > 1 and created[-1] > created[0] else None),
             "runs_created_per_second_by_tenth": _pace_by_tenth(created),
-            "run_chunk_size": args.run_chunk_size or 25,
+            "run_chunk_size": args.run_chunk_size,  # None: Dagster's own default
             # sampled with the progress lines (every 60 s): None when the run was shorter
             "backfill_record_peak_bytes": record_peak or None,
             "seconds_last_run_end_to_complete": round(t0_wall + wall - last_end, 1),
